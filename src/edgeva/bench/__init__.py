@@ -1,0 +1,1 @@
+"""Benchmarks: commands that print throughput figures (tests never assert wall-clock time)."""

@@ -1,0 +1,31 @@
+"""Video in and out: frame sources, the macroblock grid, and the ROI-capable codec."""
+
+from edgeva.video.blocks import (
+    MB,
+    boxes_to_mask,
+    dilate,
+    grid_shape,
+    map_to_rects,
+    psnr,
+    rects_to_map,
+    upsample,
+)
+from edgeva.video.codec import (
+    CODECS,
+    EncodedChunk,
+    EncodedPacket,
+    EncoderSettings,
+    Mp4Writer,
+    QualityMap,
+    StreamEncoder,
+    decode_chunk,
+    encode_chunk,
+)
+from edgeva.video.source import Frame, VideoInfo, open_video, read_frames
+
+__all__ = [
+    "MB", "boxes_to_mask", "dilate", "grid_shape", "map_to_rects", "psnr", "rects_to_map", "upsample",
+    "CODECS", "EncodedChunk", "EncodedPacket", "EncoderSettings", "Mp4Writer", "QualityMap",
+    "StreamEncoder", "decode_chunk", "encode_chunk",
+    "Frame", "VideoInfo", "open_video", "read_frames",
+]
