@@ -11,10 +11,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from edgeva.models.base import Detector, Letterbox, register_detector
-from edgeva.models.detections import Detections
+from edgeva.models.detections import Detections, box_iou
 from edgeva.models.onnx_weights import load_conv_weights_from_onnx
 
 __all__ = ["YOLOX", "yolox_nano"]
@@ -204,13 +205,17 @@ class YOLOX(Detector):
 
     def _grid(self, input_size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         if input_size not in self._grids:
-            grids, strides = [], []
-            for s in self.strides:
-                gy, gx = torch.meshgrid(torch.arange(input_size[0] // s), torch.arange(input_size[1] // s), indexing="ij")
-                grids.append(torch.stack([gx, gy], -1).reshape(-1, 2))
-                strides.append(torch.full((grids[-1].shape[0], 1), float(s)))
-            self._grids[input_size] = (torch.cat(grids).float(), torch.cat(strides))
+            self._grids[input_size] = self._make_grid(input_size)
         return self._grids[input_size]
+
+    @torch.inference_mode(False)  # cached grids must also serve passes that need gradients
+    def _make_grid(self, input_size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        grids, strides = [], []
+        for s in self.strides:
+            gy, gx = torch.meshgrid(torch.arange(input_size[0] // s), torch.arange(input_size[1] // s), indexing="ij")
+            grids.append(torch.stack([gx, gy], -1).reshape(-1, 2))
+            strides.append(torch.full((grids[-1].shape[0], 1), float(s)))
+        return torch.cat(grids).float(), torch.cat(strides)
 
     def decode_boxes(self, raw: torch.Tensor, input_size: tuple[int, int]) -> torch.Tensor:
         """Differentiable: raw (B, N, 4+) -> (B, N, 4) xyxy boxes in input pixels."""
@@ -224,6 +229,80 @@ class YOLOX(Detector):
         cls_score, cls_id = raw[..., 5:].max(dim=-1)
         scores = raw[..., 4] * cls_score
         return [self._finish(boxes[b], scores[b], cls_id[b], box) for b in range(raw.shape[0])]
+
+    def pseudo_label_loss(self, raw: torch.Tensor, targets: Sequence[Detections], box: Letterbox, *, assign_from: torch.Tensor) -> torch.Tensor:
+        """YOLOX's training loss of ``raw`` against ``targets`` (detections in frame pixels).
+
+        The loss is YOLOX's own (Ge et al. 2021, sec. 2.1): objectness BCE on every anchor
+        point, class BCE with an IoU-scaled one-hot target and ``5 * (1 - IoU^2)`` box loss on
+        the positives, normalised by the number of positives. Positives are assigned by
+        SimOTA (in-box and in-centre candidates, cost = class BCE + 3 * -log IoU, dynamic k
+        from the top-10 IoUs) computed on ``assign_from``, a fixed raw output (e.g. the model
+        on the original frame), so the assignment does not move with the input being scored.
+
+        Args:
+            raw: (B, N, 85) output to score, usually with gradients.
+            targets: B detection results taken as ground truth.
+            box: the letterbox both outputs were computed with.
+            assign_from: (B, N, 85) raw output used for label assignment (no gradient).
+
+        Returns:
+            Sum over the batch of per-image losses (scalar).
+        """
+        grid, stride = self._grid(box.input_size)
+        centres = (grid + 0.5) * stride  # (N, 2) anchor point centres in input pixels
+        ry, rx = box.ratio
+        scale = torch.tensor([rx, ry, rx, ry])
+        pred_boxes = self.decode_boxes(raw, box.input_size)
+        with torch.no_grad():
+            ref_boxes = self.decode_boxes(assign_from, box.input_size)
+        total = raw.new_zeros(())
+        for b, target in enumerate(targets):
+            fg, gt_index, iou_target = self._simota(assign_from[b], ref_boxes[b], centres, stride, target, scale)
+            obj_target = fg.float()
+            loss = F.binary_cross_entropy(raw[b, :, 4].clamp(1e-6, 1 - 1e-6), obj_target, reduction="sum")
+            if fg.any():
+                gt_boxes = torch.from_numpy(target.boxes).float() * scale
+                gt_cls = torch.from_numpy(target.class_ids)
+                cls_target = F.one_hot(gt_cls[gt_index], raw.shape[-1] - 5).float() * iou_target[:, None]
+                loss = loss + F.binary_cross_entropy(raw[b, fg, 5:].clamp(1e-6, 1 - 1e-6), cls_target, reduction="sum")
+                iou = box_iou(pred_boxes[b, fg], gt_boxes[gt_index]).diagonal()
+                loss = loss + 5.0 * (1 - iou.square()).sum()
+            total = total + loss / max(int(fg.sum()), 1)
+        return total
+
+    @torch.no_grad()
+    def _simota(self, raw: torch.Tensor, boxes: torch.Tensor, centres: torch.Tensor, stride: torch.Tensor, target: Detections, scale: torch.Tensor):
+        n = raw.shape[0]
+        if len(target) == 0:
+            return torch.zeros(n, dtype=torch.bool), torch.zeros(0, dtype=torch.long), torch.zeros(0)
+        gt = torch.from_numpy(target.boxes).float() * scale  # (G, 4) input pixels
+        gt_centre = (gt[:, :2] + gt[:, 2:]) / 2
+        in_box = ((centres[None] > gt[:, None, :2]) & (centres[None] < gt[:, None, 2:])).all(-1)  # (G, N)
+        radius = 2.5 * stride.T  # (1, N)
+        in_centre = ((centres[None] - gt_centre[:, None]).abs() < radius[..., None]).all(-1)
+        candidate = (in_box | in_centre).any(0)
+        iou = box_iou(gt, boxes)  # (G, N)
+        cls_prob = (raw[:, 5:] * raw[:, 4:5]).sqrt().clamp(1e-6, 1 - 1e-6)  # YOLOX scores classes this way
+        onehot = F.one_hot(torch.from_numpy(target.class_ids), raw.shape[1] - 5).float()
+        cls_cost = -(onehot @ torch.log(cls_prob).T + (1 - onehot) @ torch.log(1 - cls_prob).T)  # (G, N)
+        cost = cls_cost + 3.0 * -torch.log(iou + 1e-8) + 1e5 * ~(in_box & in_centre)
+        cost[:, ~candidate] = float("inf")
+        matching = torch.zeros_like(cost, dtype=torch.bool)
+        top_iou = iou.masked_fill(~candidate[None], 0).topk(min(10, n), dim=1).values
+        for g, k in enumerate(top_iou.sum(1).int().clamp(min=1).tolist()):
+            finite = torch.isfinite(cost[g])
+            k = min(k, int(finite.sum()))
+            if k:
+                matching[g, cost[g].masked_fill(~finite, float("inf")).topk(k, largest=False).indices] = True
+        multiple = matching.sum(0) > 1  # an anchor point claimed by several objects keeps the cheapest
+        if multiple.any():
+            best = cost[:, multiple].argmin(0)
+            matching[:, multiple] = False
+            matching[best, multiple.nonzero().squeeze(1)] = True
+        fg = matching.any(0)
+        gt_index = matching[:, fg].float().argmax(0)
+        return fg, gt_index, iou[gt_index, fg.nonzero().squeeze(1)]
 
     def load_onnx(self, path: str) -> YOLOX:
         load_conv_weights_from_onnx(self, path, example=torch.zeros(1, 3, 64, 64))

@@ -96,11 +96,13 @@ class EncoderSettings:
 class QualityMap:
     """Encoding quality per 16x16 macroblock, as a CRF value per block (lower = better).
 
-    The highest CRF in the map is the encoder's base quality; every other block is encoded
-    at a negative QP offset from it (``crf - base``). Any number of levels is allowed.
+    The encoder runs at the base quality (``base``, or the highest CRF in the map when not
+    given) and encodes every block at a QP offset ``crf - base`` from it. Any number of
+    levels is allowed.
     """
 
     crf: np.ndarray  # (rows, cols) integers, rows/cols from blocks.grid_shape
+    base: int | None = None  # the encoder's CRF; None: the map's highest CRF
 
     def __post_init__(self) -> None:
         crf = np.asarray(self.crf)
@@ -108,6 +110,8 @@ class QualityMap:
             raise ValueError(f"quality map must be a non-empty (rows, cols) array, got shape {crf.shape}")
         if not np.issubdtype(crf.dtype, np.integer):
             raise ValueError(f"quality map must hold integer CRF values, got dtype {crf.dtype}")
+        if self.base is not None and self.base < crf.max():
+            raise ValueError(f"base CRF {self.base} is below the map's lowest quality (CRF {crf.max()})")
         object.__setattr__(self, "crf", crf.astype(np.int16))
 
     @classmethod
@@ -119,11 +123,11 @@ class QualityMap:
         """Blocks where ``high_mask`` is true at ``crf_high``, the rest at ``crf_low``."""
         if crf_high > crf_low:
             raise ValueError(f"crf_high={crf_high} must not exceed crf_low={crf_low} (lower CRF is higher quality)")
-        return cls(np.where(np.asarray(high_mask, dtype=bool), crf_high, crf_low).astype(np.int16))
+        return cls(np.where(np.asarray(high_mask, dtype=bool), crf_high, crf_low).astype(np.int16), base=crf_low)
 
     @property
     def base_crf(self) -> int:
-        return int(self.crf.max())
+        return int(self.crf.max()) if self.base is None else self.base
 
     @property
     def high_fraction(self) -> float:
