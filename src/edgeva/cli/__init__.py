@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import sys
 
+from edgeva.cli import accmpeg as _accmpeg  # noqa: E402,F401  (stream, accgrad, selector, bench camera)
 from edgeva.cli import bench as _bench  # noqa: E402,F401  (bench ...)
 
 # Importing a command module registers its commands.
 from edgeva.cli import core as _core  # noqa: E402,F401  (info, detect, encode, demo)
 from edgeva.cli import demo as _demo  # noqa: E402,F401  (demo)
+from edgeva.cli import evaluation as _evaluation  # noqa: E402,F401  (eval, runs)
 from edgeva.cli.app import app, console, err_console
 from edgeva.errors import EdgevaError
 

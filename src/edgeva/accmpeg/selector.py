@@ -1,0 +1,203 @@
+"""The camera-side quality selector (AccMPEG's AccModel).
+
+A pretrained light backbone gives features at strides 8, 16 and 32; they are brought to
+stride 16 — one feature vector per 16x16 macroblock — and concatenated, then three
+convolutions give one logit per macroblock: "encode this block at high quality". Fully
+convolutional, any frame size; the forward pass has no data-dependent Python control flow,
+so it traces and exports.
+
+Two backbones (``BACKBONES``):
+
+* ``yolox-nano`` (default): YOLOX-Nano's CSPDarknet, pretrained on COCO detection. This is
+  the analogue of the paper's MobileNet-SSD feature extractor: detection features already
+  respond to the objects COCO-trained final DNNs care about, which is what lets a selector
+  trained on two videos carry over to unseen ones. Measured (README, "selector backbone"):
+  recall/precision of high-quality blocks on unseen videos and end-to-end bytes at equal F1
+  are better than with ImageNet ShuffleNetV2, at about the same cost (``edgeva bench camera``).
+* ``shufflenetv2``: the ImageNet ShuffleNetV2 0.5x backbone.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edgeva.errors import ModelError
+from edgeva.models import frames_to_tensor
+from edgeva.models.fastestdet import ShuffleNetV2
+from edgeva.video import grid_shape
+
+__all__ = ["QualitySelector", "SelectorMeta", "load_selector", "save_selector", "BACKBONES"]
+
+BACKBONES = ("yolox-nano", "yolox-nano-fpn", "shufflenetv2")
+
+_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1) * 255
+_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1) * 255
+
+
+@dataclass
+class SelectorMeta:
+    """What a selector was trained for; stored inside its checkpoint."""
+
+    final_dnn: str  # registry name of the final DNN whose AccGrad it learned
+    crf_high: int
+    crf_low: int
+    accgrad_scale: float  # AccGrad values are divided by this before thresholding
+    accgrad_threshold: float  # ground-truth high-quality blocks: normalised AccGrad >= this
+    train_videos: list[str] = field(default_factory=list)
+    frame_sizes: list[tuple[int, int]] = field(default_factory=list)  # (height, width) trained on
+    frames_per_video: int = 0
+    epochs: int = 0
+    best_epoch: int = 0
+    val_loss: float = float("nan")
+    val_recall: float = float("nan")
+    val_precision: float = float("nan")
+    seed: int = 0
+    backbone: str = "yolox-nano"
+    input_scale: float = 1.0  # the selector sees frames resized by this (0.5: 4x cheaper)
+    version: int = 1
+
+
+class QualitySelector(nn.Module):
+    """Per-macroblock quality logits from a frame.
+
+    ``forward`` takes a prepared (B, 3, H, W) tensor with H and W multiples of 32 and
+    returns (B, H/16, W/16) logits; :meth:`predict` handles frames of any size.
+
+    Args:
+        backbone: one of ``BACKBONES``.
+        hidden: channels of the head's hidden layers.
+    """
+
+    def __init__(self, backbone: str = "yolox-nano", hidden: int = 64, input_scale: float = 1.0):
+        super().__init__()
+        if input_scale not in (1.0, 0.5):
+            raise ModelError(f"selector input scale {input_scale}: must be 1.0 or 0.5")
+        self.input_scale = input_scale
+        if backbone not in BACKBONES:
+            raise ModelError(f"selector backbone {backbone!r}: unknown (choose from {', '.join(BACKBONES)})")
+        self.backbone_name = backbone
+        if backbone == "yolox-nano":
+            from edgeva.models.yolox import CSPDarknet
+
+            self.backbone = CSPDarknet(0.33, 0.25, depthwise=True)
+            channels = (64, 128, 256)
+        elif backbone == "yolox-nano-fpn":
+            from edgeva.models.yolox import PAFPN
+
+            self.backbone = PAFPN(0.33, 0.25, depthwise=True)
+            channels = (64, 128, 256)
+        else:
+            self.backbone = ShuffleNetV2()
+            channels = self.backbone.out_channels
+        self.head = nn.Sequential(
+            nn.Conv2d(sum(channels), hidden, 3, padding=1, bias=False),
+            nn.BatchNorm2d(hidden),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(hidden, hidden, 3, padding=1, bias=False),
+            nn.BatchNorm2d(hidden),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(hidden, 1, 1),
+        )
+        self.meta: SelectorMeta | None = None
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """One feature vector per macroblock of the original frame: strides 8, 16, 32 of the
+        input brought to 16 original pixels (at half input scale, stride 8 is one block)."""
+        p8, p16, p32 = self.backbone(x)
+        if self.input_scale == 0.5:
+            return torch.cat([p8, F.interpolate(p16, scale_factor=2.0, mode="nearest"), F.interpolate(p32, scale_factor=4.0, mode="nearest")], 1)
+        return torch.cat([F.avg_pool2d(p8, 2), p16, F.interpolate(p32, scale_factor=2.0, mode="nearest")], 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x)).squeeze(1)
+
+    def prepare(self, images: torch.Tensor) -> torch.Tensor:
+        """RGB float (B, 3, H, W) in 0..255 -> the backbone's input, padded to multiples of 32."""
+        if self.input_scale != 1.0:
+            images = F.interpolate(images, scale_factor=self.input_scale, mode="bilinear", antialias=True, align_corners=False)
+        h, w = images.shape[2:]
+        if self.backbone_name.startswith("yolox"):
+            x = images.flip(1)  # YOLOX: BGR, 0..255
+        else:
+            x = (images - _MEAN) / _STD  # ImageNet: RGB, normalised
+        x = F.pad(x, (0, math.ceil(w / 32) * 32 - w, 0, math.ceil(h / 32) * 32 - h))
+        return x.contiguous(memory_format=torch.channels_last)
+
+    @torch.inference_mode()
+    def predict(self, frames: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
+        """Probability that each macroblock needs high quality: (B, rows, cols) in [0, 1]."""
+        images = frames_to_tensor(frames)
+        rows, cols = grid_shape(images.shape[2], images.shape[3])
+        logits = self(self.prepare(images))
+        return torch.sigmoid(logits[:, :rows, :cols]).numpy()
+
+    def load_pretrained(self) -> QualitySelector:
+        """Pretrained backbone weights: YOLOX-Nano's (COCO) or ShuffleNetV2's (ImageNet)."""
+        from edgeva import assets
+
+        if self.backbone_name.startswith("yolox"):
+            from edgeva.models import create_detector
+
+            pafpn = create_detector("yolox-nano").backbone
+            self.backbone.load_state_dict((pafpn if self.backbone_name == "yolox-nano-fpn" else pafpn.backbone).state_dict())
+            return self
+        path = assets.find("shufflenetv2_x0.5_imagenet_backbone.pth")
+        try:
+            self.backbone.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        except Exception as exc:  # pickle, zip and key errors all mean the same to a user
+            raise ModelError(f"{path}: not a ShuffleNetV2 0.5x backbone ({exc.__class__.__name__})") from None
+        return self
+
+
+def save_selector(model: QualitySelector, path: str | Path) -> None:
+    if model.meta is None:
+        raise ValueError("a selector is saved with its metadata (final DNN, QPs, thresholds)")
+    torch.save({"format": "edgeva-selector", "state_dict": model.state_dict(), "meta": asdict(model.meta)}, path)
+
+
+def load_selector(path: str | Path, *, final_dnn: str | None = None, frame_size: tuple[int, int] | None = None, warn=None) -> QualitySelector:
+    """Load a checkpoint written by :func:`save_selector`.
+
+    Args:
+        final_dnn: refuse a selector trained for another final DNN (None: accept any).
+        frame_size: (height, width) it will run on; a size far from every training size
+            is reported through ``warn`` (macroblock semantics change with scale).
+        warn: callable taking a message, for mismatches that are allowed but worth saying.
+
+    Raises:
+        ModelError: missing, corrupt or foreign file, or a final-DNN mismatch.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: no such selector checkpoint")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise ModelError(f"{path}: not a readable selector checkpoint ({exc.__class__.__name__})") from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != "edgeva-selector":
+        raise ModelError(f"{path}: not an edgeva selector checkpoint")
+    try:
+        meta = SelectorMeta(**{**checkpoint["meta"], "frame_sizes": [tuple(s) for s in checkpoint["meta"]["frame_sizes"]]})
+        model = QualitySelector(meta.backbone, input_scale=meta.input_scale)
+        model.load_state_dict(checkpoint["state_dict"])
+    except (KeyError, TypeError, RuntimeError, ModelError) as exc:
+        raise ModelError(f"{path}: selector checkpoint is damaged ({exc.__class__.__name__})") from None
+    if final_dnn is not None and meta.final_dnn != final_dnn:
+        raise ModelError(
+            f"{path}: selector was trained for final DNN {meta.final_dnn!r}, not {final_dnn!r} "
+            "(train one for it, or pass the reuse option to use it anyway)"
+        )
+    if frame_size is not None and meta.frame_sizes and warn is not None:
+        ratios = [max(frame_size[1] / w, w / frame_size[1]) for _, w in meta.frame_sizes]
+        if min(ratios) > 2.0:
+            warn(f"{path}: selector trained on widths {sorted({w for _, w in meta.frame_sizes})}, used at {frame_size[1]}: objects change scale, expect weaker selections")
+    model.meta = meta
+    return model.eval().to(memory_format=torch.channels_last)

@@ -1,0 +1,97 @@
+"""The quality selector, its training, checkpoints and the AccMPEG camera."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import frames_of
+from edgeva import assets
+from edgeva.accmpeg import (
+    AccMPEGQuality,
+    ChunkCamera,
+    QualitySelector,
+    load_selector,
+    save_selector,
+)
+from edgeva.accmpeg.train import TrainConfig, train_selector
+from edgeva.errors import ModelError
+from edgeva.video import decode_chunk, grid_shape
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A small selector trained twice with the same seed (AccGrad computed once, then cached)."""
+    out = tmp_path_factory.mktemp("selector")
+    cfg = dict(videos=["people-detection", "store-aisle-detection"], frames_per_video=12, epochs=3, val_fraction=0.25, log=lambda _m: None)
+    first = train_selector(TrainConfig(**cfg))
+    second = train_selector(TrainConfig(**cfg))
+    save_selector(first, out / "sel.pt")
+    return first, second, out / "sel.pt"
+
+
+def test_any_frame_size_gives_one_logit_per_macroblock():
+    model = QualitySelector().eval()
+    for h, w in [(270, 480), (432, 768), (100, 130)]:
+        probs = model.predict(np.zeros((1, h, w, 3), np.uint8))
+        assert probs.shape == (1, *grid_shape(h, w)) and ((probs >= 0) & (probs <= 1)).all()
+
+
+def test_selector_traces_for_export():
+    model = QualitySelector().eval()
+    x = torch.rand(1, 3, 288, 480)
+    traced = torch.jit.trace(model, x)
+    other = torch.rand(1, 3, 448, 768)  # a trace is shape-generic only without data-dependent control flow
+    torch.testing.assert_close(traced(other), model(other))
+
+
+def test_training_is_deterministic_and_records_its_setting(trained):
+    first, second, path = trained
+    for a, b in zip(first.state_dict().values(), second.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b)
+    meta = load_selector(path).meta
+    assert meta.final_dnn == "yolox-nano" and (meta.crf_high, meta.crf_low) == (30, 40)
+    assert meta.train_videos == ["people-detection.mp4", "store-aisle-detection.mp4"]
+    assert meta.accgrad_scale > 0 and meta.accgrad_threshold == 0.2 and (270, 480) in meta.frame_sizes
+    assert 1 <= meta.best_epoch <= 3 and 0 <= meta.val_recall <= 1
+
+
+def test_checkpoint_for_another_dnn_or_corrupt_is_refused(trained, tmp_path):
+    _, _, path = trained
+    with pytest.raises(ModelError, match="trained for final DNN 'yolox-nano', not 'fastestdet'"):
+        load_selector(path, final_dnn="fastestdet")
+    corrupt = tmp_path / "bad.pt"
+    corrupt.write_bytes(path.read_bytes()[:5000])
+    with pytest.raises(ModelError, match="bad.pt"):
+        load_selector(corrupt)
+    other = tmp_path / "other.pt"
+    torch.save({"weights": 1}, other)
+    with pytest.raises(ModelError, match="not an edgeva selector"):
+        load_selector(other)
+    warnings = []
+    load_selector(path, frame_size=(1080, 1920), warn=warnings.append)
+    assert warnings and "1920" in warnings[0]
+
+
+def test_accmpeg_camera_lower_alpha_selects_more_and_chunks_decode(trained):
+    model, _, _ = trained
+    frames = frames_of("store-aisle-detection", 10)
+    fractions = []
+    for alpha in (0.05, 0.5, 0.95):
+        chunk = ChunkCamera(AccMPEGQuality(model, alpha=alpha, gamma=0)).encode(frames, 40)
+        fractions.append(chunk.high_fraction)
+        assert chunk.encoded.first_frame == 40 and len(decode_chunk(chunk.encoded)) == 10
+        assert chunk.policy_s > 0 and chunk.encode_s > 0
+    assert fractions[0] >= fractions[1] >= fractions[2]
+    assert fractions[0] > fractions[2]
+
+
+def test_pretrained_backbones_are_loaded(yolox):
+    shuffle = QualitySelector("shufflenetv2").load_pretrained()
+    state = torch.load(assets.find("shufflenetv2_x0.5_imagenet_backbone.pth"), map_location="cpu", weights_only=True)
+    torch.testing.assert_close(shuffle.backbone.first_conv[0].weight, state["first_conv.0.weight"])
+    darknet = QualitySelector("yolox-nano").load_pretrained()
+    torch.testing.assert_close(darknet.backbone.stem.conv.conv.weight, yolox.backbone.backbone.stem.conv.conv.weight)
+    with pytest.raises(ModelError, match="'vgg'"):
+        QualitySelector("vgg")
