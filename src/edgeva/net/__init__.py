@@ -1,5 +1,5 @@
 """Network models."""
 
-from edgeva.net.link import Delivery, Link, Transfer, simulate
+from edgeva.net.link import ChunkTiming, Delivery, Exchange, Link, Transfer, chunk_timings, simulate
 
-__all__ = ["Delivery", "Link", "Transfer", "simulate"]
+__all__ = ["ChunkTiming", "Delivery", "Exchange", "Link", "Transfer", "chunk_timings", "simulate"]

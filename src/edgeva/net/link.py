@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["Link", "Transfer", "Delivery", "simulate"]
+__all__ = ["Link", "Transfer", "Delivery", "simulate", "Exchange", "ChunkTiming", "chunk_timings"]
 
 
 @dataclass(frozen=True)
@@ -93,3 +93,67 @@ def simulate(transfers: Sequence[Transfer], link: Link) -> list[Delivery]:
         busy_until[queue] = start + transmit
         deliveries[i] = Delivery(t, start - t.send_time, transmit, link.one_way_s)
     return deliveries  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """One upload of a chunk: camera compute, then bytes over the link, then the server."""
+
+    camera_s: float
+    nbytes: int
+    server_s: float
+
+
+@dataclass(frozen=True)
+class ChunkTiming:
+    """Where a chunk's time went, from the moment its last frame was captured."""
+
+    camera_s: float  # all camera compute on the critical path
+    network_s: float  # queueing + transmission + one-way latency of every upload
+    feedback_s: float  # server work and answers the camera had to wait for between uploads
+    server_s: float  # inference on the final upload (reported separately, as AccMPEG does)
+
+    @property
+    def delay_s(self) -> float:
+        """Camera + network + feedback: when the server holds the chunk's final input."""
+        return self.camera_s + self.network_s + self.feedback_s
+
+
+def chunk_timings(ready_times: Sequence[float], exchanges: Sequence[Sequence[Exchange]], link: Link) -> list[ChunkTiming]:
+    """Timings of chunks that may need several exchanges (DDS: a second upload after the
+    server's feedback). Uploads of all chunks share one queue and are served in the order
+    they become ready, so a late second round queues behind the next chunk's first.
+
+    Args:
+        ready_times: when each chunk's last frame was captured (seconds).
+        exchanges: per chunk, its uploads in order; upload r + 1 starts after the server's
+            answer to upload r arrives back at the camera (server time + one-way latency).
+        link: the uplink; one camera's queue runs at its share (``fair``) or the whole
+            link (``fifo`` with no other stream's transfers given).
+    """
+    import heapq
+
+    if len(ready_times) != len(exchanges):
+        raise ValueError(f"{len(ready_times)} ready times for {len(exchanges)} chunks")
+    rate = link.rate_bytes_per_s()
+    busy_until = float("-inf")
+    parts = [{"camera": 0.0, "network": 0.0, "feedback": 0.0, "server": 0.0} for _ in exchanges]
+    # Events: (time the camera starts this exchange, chunk, exchange index).
+    events = [(t, c, 0) for c, t in enumerate(ready_times) if exchanges[c]]
+    heapq.heapify(events)
+    while events:
+        start, c, r = heapq.heappop(events)
+        ex = exchanges[c][r]
+        send = start + ex.camera_s
+        begin = max(send, busy_until)
+        busy_until = begin + ex.nbytes / rate
+        arrival = busy_until + link.one_way_s
+        part = parts[c]
+        part["camera"] += ex.camera_s
+        part["network"] += arrival - send
+        if r + 1 < len(exchanges[c]):
+            part["feedback"] += ex.server_s + link.one_way_s
+            heapq.heappush(events, (arrival + ex.server_s + link.one_way_s, c, r + 1))
+        else:
+            part["server"] = ex.server_s
+    return [ChunkTiming(p["camera"], p["network"], p["feedback"], p["server"]) for p in parts]

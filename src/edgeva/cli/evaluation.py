@@ -1,0 +1,94 @@
+"""``edgeva eval`` and ``edgeva runs``: compare streaming schemes side by side."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from edgeva.cli.app import app, console, progress
+
+DEFAULT_DB = "edgeva-results.db"
+
+
+def _split(values: list[str]) -> list[str]:
+    return [v for spec in values for v in spec.split(",") if v]
+
+
+def print_best(best: list[dict], title: str) -> None:
+    table = Table("video", "scheme", "config", "F1", "KB", "kbps", "delay mean s", "p95 s", "camera ms/f", "server ms/f", title=title)
+    for b in sorted(best, key=lambda b: (b["video"], b["scheme"])):
+        config = ", ".join(f"{k}={v}" for k, v in b["config"].items())
+        f1 = f"{b['f1']:.3f}" + ("" if b.get("reaches_target", True) else " (<target)")
+        table.add_row(b["video"], b["scheme"], config, f1, f"{b['bytes'] / 1000:.1f}", f"{b['kbps']:.0f}", f"{b['delay_mean_s']:.3f}",
+                      f"{b['delay_p95_s']:.3f}", f"{b['camera_ms_per_frame']:.1f}", f"{b['server_ms_per_frame']:.1f}")
+    console.print(table)
+
+
+@app.command("eval")
+def eval_cmd(
+    videos: Annotated[list[str], typer.Option("--videos", help="Videos (repeat or comma-separate): paths or sample names.")],
+    out: Annotated[Path, typer.Option(help="Output folder for results.json/csv, report.md and accuracy_delay.png.")],
+    schemes: Annotated[str, typer.Option(help="Comma-separated schemes.")] = "uniform,accmpeg,dds,eaar,reducto,vigil",
+    model: Annotated[str, typer.Option(help="Final DNN on the server.")] = "yolox-nano",
+    selector: Annotated[Path | None, typer.Option(help="AccMPEG selector checkpoint.")] = None,
+    frames: Annotated[int | None, typer.Option(help="Frames per video (from the start).")] = None,
+    target_f1: Annotated[float, typer.Option(help="Accuracy target for picking each scheme's cheapest configuration.")] = 0.9,
+    link_mbps: Annotated[float, typer.Option(help="Uplink bandwidth shared by all streams.")] = 2.5,
+    streams: Annotated[int, typer.Option(help="Streams sharing the uplink.")] = 5,
+    rtt_ms: Annotated[float, typer.Option(help="Round-trip time.")] = 100.0,
+    chunk: Annotated[int, typer.Option(help="Frames per chunk.")] = 10,
+    no_sweep: Annotated[bool, typer.Option("--no-sweep", help="Only each scheme's default configuration.")] = False,
+    db: Annotated[str, typer.Option(help="Results database: a SQLite path or any SQLAlchemy URL.")] = DEFAULT_DB,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Recompute references and replays.")] = False,
+) -> None:
+    """Replay videos through every scheme's configurations; write tables, a plot and the run into the database."""
+    from edgeva.errors import ConfigError
+    from edgeva.eval.harness import EvalConfig, evaluate
+    from edgeva.eval.report import write_outputs
+    from edgeva.net import Link
+    from edgeva.store.evaluation import save_eval
+
+    try:
+        link = Link(bandwidth_mbps=link_mbps, streams=streams, rtt_ms=rtt_ms)
+    except ValueError as exc:
+        raise ConfigError(f"link: {exc}") from None
+    cfg = EvalConfig(
+        videos=_split(videos), schemes=_split([schemes]), model=model, selector=str(selector) if selector else None, frames=frames,
+        chunk=chunk, target_f1=target_f1, link=link, sweep=not no_sweep, use_cache=not no_cache,
+    )
+    with progress() as bar:
+        def stage(description: str, total: int):
+            task = bar.add_task(description, total=total)
+            return lambda: bar.advance(task)
+
+        result = evaluate(cfg, on_progress=stage, log=lambda m: console.print(m, markup=False))
+    paths = write_outputs(result, out)
+    settings = {"videos": list(cfg.videos), "schemes": list(cfg.schemes), "frames": frames, "chunk": chunk,
+                "link": {"mbps": link_mbps, "streams": streams, "rtt_ms": rtt_ms}, "sweep": cfg.sweep, "out": str(out)}
+    run_id = save_eval(db, model=model, selector=cfg.selector, target_f1=target_f1, settings=settings, records=result.records, best=result.best)
+    print_best(result.best, f"cheapest configuration reaching F1 >= {target_f1} (run {run_id})")
+    console.print(f"report -> {paths['report']}\nplot   -> {paths['plot']}\nall rows -> {paths['csv']}, {paths['json']}; run {run_id} stored in {db}")
+
+
+@app.command()
+def runs(
+    db: Annotated[str, typer.Option(help="Results database: a SQLite path or any SQLAlchemy URL.")] = DEFAULT_DB,
+    show: Annotated[int | None, typer.Option(help="Print the best configurations of this run.")] = None,
+) -> None:
+    """List stored evaluation runs, or show one."""
+    from edgeva.errors import ConfigError
+    from edgeva.store.evaluation import list_eval_runs, load_eval_run
+
+    if "://" not in db and not Path(db).exists():
+        raise ConfigError(f"{db}: no such results database")
+    if show is not None:
+        settings, best = load_eval_run(db, show)
+        print_best(best, f"run {show}: {settings['model']}, target F1 {settings['target_f1']}, videos {', '.join(settings.get('videos', []))}")
+        return
+    table = Table("run", "created", "model", "target F1", "videos", "schemes", "records")
+    for r in list_eval_runs(db):
+        table.add_row(str(r["id"]), r["created_at"], r["model"], f"{r['target_f1']:.2f}", ", ".join(r["videos"]), ", ".join(r["schemes"]), str(r["records"]))
+    console.print(table)

@@ -1,0 +1,219 @@
+"""Replay videos through streaming schemes and measure accuracy, bytes, delay and cost.
+
+For each video the final DNN's output on the original frames is the reference. Each scheme
+configuration replays the video in k-frame chunks (:class:`~edgeva.schemes.Scheme`); its
+per-frame results are scored against the reference (F1 at IoU 0.5), its uploads go through
+the shared-link model (:func:`~edgeva.net.chunk_timings`), and its camera and server times
+are the ones measured while replaying. Replays and references are cached on disk, keyed by
+everything that determines them, so re-running (or changing only the link) is cheap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgeva import assets
+from edgeva.errors import ConfigError
+from edgeva.metrics import DetectionF1
+from edgeva.models import Detections, create_detector
+from edgeva.net import Exchange, Link, chunk_timings
+from edgeva.schemes import SchemeContext, Server, create_scheme, scheme_class
+from edgeva.schemes.base import ChunkOutcome
+from edgeva.video import EncoderSettings, open_video
+
+__all__ = ["EvalConfig", "EvalResult", "evaluate", "summarize", "pick_best", "REPLAY_VERSION"]
+
+REPLAY_VERSION = 1  # bump when a scheme's behaviour changes: cached replays are keyed by it
+
+
+@dataclass
+class EvalConfig:
+    videos: Sequence[str]
+    schemes: Sequence[str]
+    model: str = "yolox-nano"  # the final DNN on the server
+    selector: str | None = None  # AccMPEG checkpoint
+    frames: int | None = None  # per video, from the start
+    chunk: int = 10
+    target_f1: float = 0.9
+    link: Link = field(default_factory=Link)
+    score_threshold: float = 0.4  # F1 counts detections at or above this score
+    iou_threshold: float = 0.5
+    codec: str = "h264"
+    preset: str = "veryfast"
+    sweep: bool = True  # False: each scheme's default configuration only
+    camera_model: str = "fastestdet"  # Vigil's camera-side detector
+    use_cache: bool = True
+
+
+@dataclass
+class EvalResult:
+    records: list[dict]
+    best: list[dict]
+    config: EvalConfig
+    seconds: float
+
+
+def _video_key(path: str) -> str:
+    p = Path(path)
+    ident = f"{p.resolve()}|{p.stat().st_size}|{p.stat().st_mtime_ns}" if p.exists() else path
+    return hashlib.sha256(ident.encode()).hexdigest()[:12]
+
+
+def _cache_file(kind: str, payload: dict) -> Path:
+    digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
+    return assets.cache_dir() / "eval" / kind / f"{digest}.json"
+
+
+def _load(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text()) if path.exists() else None
+    except (OSError, json.JSONDecodeError):
+        return None  # a damaged cache entry is recomputed, not trusted
+
+
+def _store(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data))
+    tmp.replace(path)
+
+
+def _outcomes_to_json(outcomes: list[ChunkOutcome]) -> dict:
+    return {
+        "chunks": [
+            {
+                "first_frame": o.first_frame, "frames": o.frames, "sent_frames": o.sent_frames, "high_fraction": o.high_fraction,
+                "rounds": [[r.camera_s, r.nbytes, r.server_s] for r in o.rounds],
+                "detections": [d.to_json() for d in o.detections],
+            }
+            for o in outcomes
+        ]
+    }
+
+
+def _outcomes_from_json(data: dict) -> list[ChunkOutcome]:
+    return [
+        ChunkOutcome(
+            c["first_frame"], c["frames"], [Exchange(*r) for r in c["rounds"]],
+            [Detections.from_json(d) for d in c["detections"]], c["sent_frames"], c["high_fraction"],
+        )
+        for c in data["chunks"]
+    ]
+
+
+def summarize(outcomes: list[ChunkOutcome], reference: list[Detections], *, fps: float, link: Link, score_threshold: float = 0.4, iou_threshold: float = 0.5) -> dict:
+    """Accuracy, bytes, delay and cost of one replay."""
+    results = [d for o in outcomes for d in o.detections]
+    if len(results) != len(reference):
+        raise ValueError(f"replay has results for {len(results)} frames, the reference for {len(reference)}")
+    evaluator = DetectionF1(iou_threshold=iou_threshold, score_threshold=score_threshold)
+    evaluator.process(results, reference)
+    acc = evaluator.evaluate()
+    ready = [(o.first_frame + o.frames) / fps for o in outcomes]
+    timings = chunk_timings(ready, [o.rounds for o in outcomes], link)
+    delays = np.array([t.delay_s for t, o in zip(timings, outcomes, strict=True) if o.rounds] or [0.0])
+    frames = len(results)
+    nbytes = sum(o.nbytes for o in outcomes)
+    return {
+        "f1": acc["f1"], "precision": acc["precision"], "recall": acc["recall"],
+        "bytes": nbytes, "kbps": nbytes * 8 / 1000 / (frames / fps),
+        "frames": frames, "sent_frames": sum(o.sent_frames for o in outcomes),
+        "delay_mean_s": float(delays.mean()), "delay_p95_s": float(np.percentile(delays, 95)),
+        "camera_ms_per_frame": 1000 * sum(r.camera_s for o in outcomes for r in o.rounds) / frames,
+        "server_ms_per_frame": 1000 * sum(r.server_s for o in outcomes for r in o.rounds) / frames,
+        "high_fraction": float(np.mean([o.high_fraction for o in outcomes])),
+    }
+
+
+def pick_best(records: list[dict], target_f1: float) -> list[dict]:
+    """Per (video, scheme): the cheapest configuration (fewest bytes) with F1 >= target, or
+    the most accurate one, flagged ``reaches_target: false``, when none reaches it."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in records:
+        groups.setdefault((r["video"], r["scheme"]), []).append(r)
+    best = []
+    for (_video, _scheme), rows in groups.items():
+        good = [r for r in rows if r["f1"] >= target_f1]
+        choice = min(good, key=lambda r: (r["bytes"], r["delay_mean_s"])) if good else max(rows, key=lambda r: (r["f1"], -r["bytes"]))
+        best.append({**choice, "reaches_target": bool(good)})
+    return best
+
+
+def evaluate(cfg: EvalConfig, *, on_progress: Callable[[str, int], Callable[[], None]] | None = None, log: Callable[[str], None] = print) -> EvalResult:
+    """Replay every video through every configuration of every scheme.
+
+    Args:
+        cfg: videos, schemes, model, link and metric settings.
+        on_progress: called with (description, total) per video; returns a per-step callback.
+        log: where one-line notes go.
+    """
+    start = time.perf_counter()
+    for name in cfg.schemes:
+        scheme_class(name)  # unknown names fail before any work
+    if "accmpeg" in cfg.schemes and not cfg.selector:
+        raise ConfigError("scheme accmpeg needs --selector PATH")
+    detector = create_detector(cfg.model, score_threshold=0.1)  # low: DDS needs its unsure boxes
+    server = Server(detector)
+    camera_detector = None
+
+    def cheap_detector():
+        nonlocal camera_detector
+        if camera_detector is None:
+            camera_detector = create_detector(cfg.camera_model, score_threshold=0.1)
+        return camera_detector
+
+    selector_id = None
+    if cfg.selector:
+        sel = Path(cfg.selector)
+        if not sel.is_file():
+            raise ConfigError(f"{sel}: no such selector checkpoint")
+        selector_id = hashlib.sha256(sel.read_bytes()).hexdigest()[:16]
+    records: list[dict] = []
+    for spec in cfg.videos:
+        path = assets.resolve_video(spec)
+        source = open_video(path, limit=cfg.frames)
+        fps = source.info.fps
+        frames = [f.image for f in source]
+        if not frames:
+            raise ConfigError(f"{spec}: no frames")
+        video_name = Path(path).stem
+        key = {"video": _video_key(path), "frames": len(frames), "model": cfg.model}
+        ref_file = _cache_file("reference", key)
+        cached = _load(ref_file) if cfg.use_cache else None
+        if cached is None:
+            reference = detector.detect(frames)
+            _store(ref_file, {"detections": [d.to_json() for d in reference]})
+        else:
+            reference = [Detections.from_json(d) for d in cached["detections"]]
+        ctx = SchemeContext(
+            server=server, settings=EncoderSettings(codec=cfg.codec, preset=cfg.preset, fps=fps),
+            frame_size=frames[0].shape[:2], fps=fps, camera_detector=cheap_detector, selector_path=cfg.selector,
+        )
+        plan = [(name, config) for name in cfg.schemes for config in (scheme_class(name).sweep(ctx) if cfg.sweep else [{}])]
+        step = on_progress(f"{video_name} ({len(frames)} frames)", len(plan)) if on_progress else (lambda: None)
+        for name, config in plan:
+            replay_key = {
+                **key, "scheme": name, "config": config, "chunk": cfg.chunk, "codec": cfg.codec, "preset": cfg.preset,
+                "selector": selector_id if name == "accmpeg" else None, "camera_model": cfg.camera_model if name == "vigil" else None,
+                "version": REPLAY_VERSION,
+            }
+            replay_file = _cache_file("replay", replay_key)
+            cached = _load(replay_file) if cfg.use_cache else None
+            if cached is None:
+                scheme = create_scheme(name, ctx, **config)
+                scheme.reset()
+                outcomes = [scheme.process(frames[i : i + cfg.chunk], i) for i in range(0, len(frames), cfg.chunk)]
+                _store(replay_file, _outcomes_to_json(outcomes))
+            else:
+                outcomes = _outcomes_from_json(cached)
+            metrics = summarize(outcomes, reference, fps=fps, link=cfg.link, score_threshold=cfg.score_threshold, iou_threshold=cfg.iou_threshold)
+            records.append({"video": video_name, "scheme": name, "config": config or {"default": True}, **metrics})
+            step()
+    return EvalResult(records, pick_best(records, cfg.target_f1), cfg, time.perf_counter() - start)

@@ -1,0 +1,143 @@
+"""Write an evaluation: results.json, results.csv, report.md and accuracy_delay.png."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from edgeva.eval.harness import EvalResult  # noqa: E402
+
+__all__ = ["write_outputs", "RECORD_FIELDS", "comparison", "markdown_report", "plot_accuracy_delay"]
+
+RECORD_FIELDS = [
+    "video", "scheme", "config", "f1", "precision", "recall", "bytes", "kbps", "frames", "sent_frames",
+    "delay_mean_s", "delay_p95_s", "camera_ms_per_frame", "server_ms_per_frame",
+]
+COLORS = {"accmpeg": "tab:red", "uniform": "tab:blue", "dds": "tab:green", "eaar": "tab:orange", "reducto": "tab:purple", "vigil": "tab:brown"}
+
+
+def _config_label(config: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in config.items())
+
+
+def comparison(result: EvalResult) -> list[dict]:
+    """Per video: AccMPEG's best against the best baseline (lowest delay among those
+    reaching the target F1), with the relative delay and byte savings."""
+    rows = []
+    by_video: dict[str, list[dict]] = {}
+    for b in result.best:
+        by_video.setdefault(b["video"], []).append(b)
+    for video, best in by_video.items():
+        ours = next((b for b in best if b["scheme"] == "accmpeg"), None)
+        baselines = [b for b in best if b["scheme"] != "accmpeg" and b["reaches_target"]]
+        rival = min(baselines, key=lambda b: b["delay_mean_s"]) if baselines else None
+        row = {"video": video, "accmpeg": ours, "best_baseline": rival}
+        if ours and rival and ours["reaches_target"]:
+            row["delay_saving_pct"] = 100 * (1 - ours["delay_mean_s"] / rival["delay_mean_s"])
+            row["bytes_saving_pct"] = 100 * (1 - ours["bytes"] / rival["bytes"])
+        rows.append(row)
+    return rows
+
+
+def markdown_report(result: EvalResult) -> str:
+    cfg = result.config
+    lines = [
+        "# edgeva evaluation",
+        "",
+        f"Final DNN `{cfg.model}`; F1 against its output on the original frames (IoU >= {cfg.iou_threshold}, "
+        f"score >= {cfg.score_threshold}); target F1 {cfg.target_f1}. {cfg.chunk}-frame chunks, {cfg.codec} {cfg.preset}. "
+        f"Link: {cfg.link.streams} streams share {cfg.link.bandwidth_mbps} Mbit/s ({cfg.link.discipline}), RTT {cfg.link.rtt_ms:g} ms. "
+        f"Delay = camera compute + queueing + transmission + one-way latency (+ feedback rounds); server inference reported separately.",
+        "",
+        "## Cheapest configuration reaching the target, per video and scheme",
+        "",
+        "| video | scheme | config | F1 | KB | kbps | delay mean (s) | delay p95 (s) | camera ms/frame | server ms/frame | sent/frames |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for b in sorted(result.best, key=lambda b: (b["video"], b["scheme"])):
+        flag = "" if b["reaches_target"] else " (below target: most accurate shown)"
+        lines.append(
+            f"| {b['video']} | {b['scheme']} | {_config_label(b['config'])}{flag} | {b['f1']:.3f} | {b['bytes'] / 1000:.1f} | {b['kbps']:.0f} | "
+            f"{b['delay_mean_s']:.3f} | {b['delay_p95_s']:.3f} | {b['camera_ms_per_frame']:.1f} | {b['server_ms_per_frame']:.1f} | {b['sent_frames']}/{b['frames']} |"
+        )
+    rows = comparison(result)
+    if any(r["accmpeg"] for r in rows):
+        lines += ["", "## AccMPEG against the best baseline at the target F1", "",
+                  "| video | AccMPEG delay (s) | AccMPEG KB | best baseline | its delay (s) | its KB | delay saving | byte saving |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+        for r in rows:
+            a, b = r["accmpeg"], r["best_baseline"]
+            if a is None:
+                continue
+            if not a["reaches_target"]:
+                lines.append(f"| {r['video']} | AccMPEG misses the target (best F1 {a['f1']:.3f}) | | {b['scheme'] if b else '-'} | | | | |")
+                continue
+            if b is None:
+                lines.append(f"| {r['video']} | {a['delay_mean_s']:.3f} | {a['bytes'] / 1000:.1f} | no baseline reaches the target | | | | |")
+                continue
+            lines.append(
+                f"| {r['video']} | {a['delay_mean_s']:.3f} | {a['bytes'] / 1000:.1f} | {b['scheme']} ({_config_label(b['config'])}) | "
+                f"{b['delay_mean_s']:.3f} | {b['bytes'] / 1000:.1f} | {r['delay_saving_pct']:+.1f}% | {r['bytes_saving_pct']:+.1f}% |"
+            )
+    lines += ["", f"{len(result.records)} configurations replayed in {result.seconds:.0f} s. All rows: results.csv / results.json.", ""]
+    return "\n".join(lines)
+
+
+def _frontier(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Points not beaten by another with lower delay and higher F1, by delay."""
+    out, best = [], -1.0
+    for d, f in sorted(points):
+        if f > best:
+            out.append((d, f))
+            best = f
+    return out
+
+
+def plot_accuracy_delay(result: EvalResult, path: Path) -> None:
+    """F1 against mean delay, one panel per video, one colour per scheme (Figure 6.1 style)."""
+    videos = sorted({r["video"] for r in result.records})
+    cols = min(2, len(videos))
+    rows = (len(videos) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(6.2 * cols, 4.4 * rows), squeeze=False)
+    for ax, video in zip(axes.flat, videos, strict=False):
+        for scheme in dict.fromkeys(r["scheme"] for r in result.records):
+            pts = [(r["delay_mean_s"], r["f1"]) for r in result.records if r["video"] == video and r["scheme"] == scheme]
+            if not pts:
+                continue
+            color = COLORS.get(scheme)
+            ax.scatter(*zip(*pts, strict=True), s=12, alpha=0.3, color=color)
+            front = _frontier(pts)
+            ax.plot(*zip(*front, strict=True), marker="o", ms=4, lw=1.4, color=color, label=scheme)
+        ax.axhline(result.config.target_f1, color="grey", ls=":", lw=1)
+        ax.set_title(video)
+        ax.set_xlabel("mean delay per chunk (s)")
+        ax.set_ylabel("F1 vs final DNN on original")
+        ax.set_xscale("log")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8, loc="lower right")
+    for ax in list(axes.flat)[len(videos):]:
+        ax.axis("off")
+    fig.suptitle(f"Accuracy vs delay ({result.config.link.streams} streams share {result.config.link.bandwidth_mbps} Mbit/s); lines: each scheme's best trade-offs", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_outputs(result: EvalResult, out: Path) -> dict[str, Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out / "results.json", "csv": out / "results.csv", "report": out / "report.md", "plot": out / "accuracy_delay.png"}
+    paths["json"].write_text(json.dumps({"records": result.records, "best": result.best}, indent=1))
+    with paths["csv"].open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=RECORD_FIELDS + ["high_fraction"], extrasaction="ignore")
+        writer.writeheader()
+        for r in result.records:
+            writer.writerow({**r, "config": _config_label(r["config"])})
+    paths["report"].write_text(markdown_report(result))
+    plot_accuracy_delay(result, paths["plot"])
+    return paths

@@ -1,0 +1,142 @@
+"""A streaming scheme = what the camera sends + what the server answers, chunk by chunk.
+
+Every scheme the evaluation compares (uniform/AWStream, AccMPEG, DDS, EAAR, Reducto, Vigil)
+implements :class:`Scheme`: given a chunk of original frames it returns a
+:class:`ChunkOutcome` — the uploads it made (bytes, camera compute before each upload,
+server inference after it) and the server's final detections for every frame of the chunk
+(reused results included for frames it did not send). Time is measured, bytes are real
+encoder output, detections come from the final DNN on decoded frames.
+
+Schemes are registered by name (``@register_scheme``) and describe their own parameter
+sweep, so the harness, the CLI and the tests treat them all alike.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import cv2
+import numpy as np
+
+from edgeva.models import Detections, Detector
+from edgeva.net import Exchange
+from edgeva.video import EncoderSettings
+
+__all__ = [
+    "ChunkOutcome",
+    "Server",
+    "SchemeContext",
+    "Scheme",
+    "register_scheme",
+    "create_scheme",
+    "list_schemes",
+    "scheme_class",
+    "resize_even",
+]
+
+
+@dataclass
+class ChunkOutcome:
+    first_frame: int
+    frames: int
+    rounds: list[Exchange]  # uploads in order; a later one waits for the server's answer to the previous
+    detections: list[Detections]  # the server's final result for each frame of the chunk
+    sent_frames: int  # frames that reached the server (the rest reuse an earlier result)
+    high_fraction: float = 0.0  # mean fraction of macroblocks sent at high quality
+
+    @property
+    def nbytes(self) -> int:
+        return sum(r.nbytes for r in self.rounds)
+
+
+class Server:
+    """The final DNN on the server: timed inference on what arrived."""
+
+    def __init__(self, detector: Detector, *, batch_size: int = 4):
+        self.detector = detector
+        self.batch_size = batch_size
+
+    def infer(self, frames: Sequence[np.ndarray]) -> tuple[list[Detections], float]:
+        if not frames:
+            return [], 0.0
+        start = time.perf_counter()
+        results = self.detector.detect(list(frames), batch_size=self.batch_size)
+        return results, time.perf_counter() - start
+
+
+@dataclass
+class SchemeContext:
+    """What every scheme instance gets: the server, encoder settings, the frame geometry."""
+
+    server: Server
+    settings: EncoderSettings
+    frame_size: tuple[int, int]  # (height, width) of the original frames
+    fps: float
+    camera_detector: Callable[[], Detector] | None = None  # lazily built cheap detector (Vigil)
+    selector_path: str | None = None  # AccMPEG selector checkpoint
+    extras: dict = field(default_factory=dict)
+
+
+class Scheme(ABC):
+    """Base class of streaming schemes. Subclasses set ``name`` and implement
+    :meth:`process`; :meth:`sweep` lists the configurations the evaluation tries."""
+
+    name: ClassVar[str] = "scheme"
+    description: ClassVar[str] = ""
+
+    def __init__(self, ctx: SchemeContext, **config: object):
+        self.ctx = ctx
+        self.config = config
+
+    def reset(self) -> None:  # noqa: B027  (stateless schemes have nothing to forget)
+        """Forget state carried between chunks (called at the start of each video)."""
+
+    @abstractmethod
+    def process(self, frames: list[np.ndarray], first_frame: int) -> ChunkOutcome:
+        """Stream one chunk of original frames and return what the server ends up with."""
+
+    @classmethod
+    def sweep(cls, ctx: SchemeContext) -> list[dict]:
+        """Configurations to evaluate (keyword arguments of the constructor)."""
+        return [{}]
+
+    def label(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in self.config.items()) or "default"
+
+
+_SCHEMES: dict[str, type[Scheme]] = {}
+
+
+def register_scheme(cls: type[Scheme]) -> type[Scheme]:
+    """Class decorator: make a scheme available by its ``name``; names are unique."""
+    if cls.name in _SCHEMES:
+        raise ValueError(f"scheme {cls.name!r} is already registered")
+    _SCHEMES[cls.name] = cls
+    return cls
+
+
+def list_schemes() -> list[str]:
+    return list(_SCHEMES)
+
+
+def scheme_class(name: str) -> type[Scheme]:
+    from edgeva.errors import ConfigError
+
+    if name not in _SCHEMES:
+        raise ConfigError(f"scheme {name!r}: unknown (available: {', '.join(_SCHEMES)})")
+    return _SCHEMES[name]
+
+
+def create_scheme(name: str, ctx: SchemeContext, **config: object) -> Scheme:
+    return scheme_class(name)(ctx, **config)
+
+
+def resize_even(image: np.ndarray, scale: float) -> np.ndarray:
+    """Downscale by ``scale`` to even width and height (yuv420p needs them)."""
+    h, w = image.shape[:2]
+    size = (max(2, int(round(w * scale / 2)) * 2), max(2, int(round(h * scale / 2)) * 2))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)

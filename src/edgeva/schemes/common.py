@@ -1,0 +1,58 @@
+"""Pieces several schemes share: encode-decode-infer, blanking, carrying results forward."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+from edgeva.models import Detections
+from edgeva.net import Exchange
+from edgeva.schemes.base import SchemeContext
+from edgeva.video import QualityMap, decode_chunk, encode_chunk, upsample
+
+__all__ = ["send_frames", "blank_outside", "carry_forward"]
+
+BLANK = 128  # grey: flat areas cost the encoder next to nothing
+
+
+def send_frames(
+    ctx: SchemeContext, images: Sequence[np.ndarray], quality: QualityMap | int, first_frame: int, *, camera_s: float = 0.0, fps: float | None = None
+) -> tuple[Exchange, list[Detections]]:
+    """Encode ``images`` as one chunk, decode them at the server, run the final DNN.
+
+    Decoded frames smaller than the originals (resolution scaling) are upscaled back before
+    inference, as the server would. ``camera_s`` is camera work done before encoding.
+    """
+    if not images:
+        return Exchange(camera_s, 0, 0.0), []
+    settings = ctx.settings if fps is None else type(ctx.settings)(**{**ctx.settings.__dict__, "fps": fps})
+    chunk = encode_chunk(list(images), quality, settings, first_frame=first_frame)
+    start = time.perf_counter()
+    decoded = decode_chunk(chunk)
+    height, width = ctx.frame_size
+    if decoded[0].shape[:2] != (height, width):
+        decoded = [cv2.resize(d, (width, height), interpolation=cv2.INTER_LINEAR) for d in decoded]
+    decode_s = time.perf_counter() - start
+    results, infer_s = ctx.server.infer(decoded)
+    return Exchange(camera_s + chunk.encode_s, chunk.nbytes, decode_s + infer_s), results
+
+
+def blank_outside(image: np.ndarray, block_mask: np.ndarray) -> np.ndarray:
+    """A copy of ``image`` with every macroblock outside ``block_mask`` set to flat grey."""
+    keep = upsample(np.asarray(block_mask, bool), image.shape[:2])
+    out = np.full_like(image, BLANK)
+    out[keep] = image[keep]
+    return out
+
+
+def carry_forward(sent: dict[int, Detections], count: int, previous: Detections) -> tuple[list[Detections], Detections]:
+    """Per-frame results for a chunk where only some frames were sent: an unsent frame
+    reuses the latest earlier result (from this chunk, else ``previous``)."""
+    results, last = [], previous
+    for i in range(count):
+        last = sent.get(i, last)
+        results.append(last)
+    return results, last
