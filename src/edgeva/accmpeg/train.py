@@ -28,8 +28,7 @@ from edgeva.accmpeg.accgrad import compute_accgrad
 from edgeva.accmpeg.selector import QualitySelector, SelectorMeta
 from edgeva.errors import ConfigError
 from edgeva.models import create_detector, frames_to_tensor
-from edgeva.schemes.base import resize_even
-from edgeva.video import grid_shape, open_video
+from edgeva.video import grid_shape, open_video, resize_even
 
 __all__ = ["TrainConfig", "train_selector", "sample_indices", "ground_truth_masks"]
 

@@ -19,7 +19,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-import cv2
 import numpy as np
 
 from edgeva.models import Detections, Detector
@@ -35,7 +34,6 @@ __all__ = [
     "create_scheme",
     "list_schemes",
     "scheme_class",
-    "resize_even",
 ]
 
 
@@ -133,10 +131,3 @@ def scheme_class(name: str) -> type[Scheme]:
 
 def create_scheme(name: str, ctx: SchemeContext, **config: object) -> Scheme:
     return scheme_class(name)(ctx, **config)
-
-
-def resize_even(image: np.ndarray, scale: float) -> np.ndarray:
-    """Downscale by ``scale`` to even width and height (yuv420p needs them)."""
-    h, w = image.shape[:2]
-    size = (max(2, int(round(w * scale / 2)) * 2), max(2, int(round(h * scale / 2)) * 2))
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)

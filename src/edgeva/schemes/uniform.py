@@ -6,8 +6,9 @@ from __future__ import annotations
 import time
 
 from edgeva.models import Detections
-from edgeva.schemes.base import ChunkOutcome, Scheme, SchemeContext, register_scheme, resize_even
+from edgeva.schemes.base import ChunkOutcome, Scheme, SchemeContext, register_scheme
 from edgeva.schemes.common import carry_forward, send_frames
+from edgeva.video import resize_even
 
 __all__ = ["Uniform", "UNIFORM_CRFS"]
 

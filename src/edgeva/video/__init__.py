@@ -20,12 +20,13 @@ from edgeva.video.codec import (
     StreamEncoder,
     decode_chunk,
     encode_chunk,
+    resize_even,
 )
 from edgeva.video.source import Frame, VideoInfo, open_video, read_frames
 
 __all__ = [
     "MB", "boxes_to_mask", "dilate", "grid_shape", "map_to_rects", "psnr", "rects_to_map", "upsample",
     "CODECS", "EncodedChunk", "EncodedPacket", "EncoderSettings", "Mp4Writer", "QualityMap",
-    "StreamEncoder", "decode_chunk", "encode_chunk",
+    "StreamEncoder", "decode_chunk", "encode_chunk", "resize_even",
     "Frame", "VideoInfo", "open_video", "read_frames",
 ]

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import av
+import cv2
 import numpy as np
 
 from edgeva.errors import CodecError
@@ -38,6 +39,7 @@ __all__ = [
     "StreamEncoder",
     "Mp4Writer",
     "roi_codecs",
+    "resize_even",
 ]
 
 # No Python log callback: edgeva raises its own errors naming the input, and a Python
@@ -170,6 +172,13 @@ class EncodedChunk:
     def to_bytes(self) -> bytes:
         """Concatenated packets (Annex-B for H.264/HEVC)."""
         return b"".join(p.data for p in self.packets)
+
+
+def resize_even(image: np.ndarray, scale: float) -> np.ndarray:
+    """Resize by ``scale`` to even width and height (yuv420p needs them)."""
+    h, w = image.shape[:2]
+    size = (max(2, int(round(w * scale / 2)) * 2), max(2, int(round(h * scale / 2)) * 2))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
 
 
 def _to_yuv(image: np.ndarray, pts: int, time_base: Fraction) -> av.VideoFrame:
