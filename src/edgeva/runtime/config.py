@@ -241,6 +241,10 @@ class ClusterConfig(_Strict):
         camera_ids = [c.id for c in self.cameras]
         if len(set(camera_ids)) != len(camera_ids):
             raise ValueError(f"cameras: duplicate camera ids {camera_ids}")
+        if self.retraining.enabled:
+            for i, edge in enumerate(self.edges):
+                if edge.model != "fastestdet":
+                    raise ValueError(f"edges[{i}].model: retraining fine-tunes fastestdet, not {edge.model!r}")
         nodes = {e.name for e in self.edges} | {CLOUD}
         for i, cam in enumerate(self.cameras):
             if cam.edge not in edge_ids:

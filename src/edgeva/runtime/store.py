@@ -67,6 +67,7 @@ class CameraRow(Base):
     started: Mapped[float] = mapped_column(Float)
     finished: Mapped[float | None] = mapped_column(Float, nullable=True)
     status: Mapped[str] = mapped_column(String(16))
+    evaluated: Mapped[float | None] = mapped_column(Float, nullable=True)  # when references were stored
 
 
 class FrameRow(Base):
@@ -295,6 +296,9 @@ def write_references(sessions: sessionmaker, run_id: str, camera: int, reference
         rows = [row for frame, dets in references.items() for row in _detection_rows(run_id, camera, frame, REFERENCE, dets)]
         if rows:
             session.execute(DetectionRow.__table__.insert(), rows)
+        row = session.get(CameraRow, (run_id, camera))
+        if row is not None:
+            row.evaluated = time.time()
 
 
 def load_detections(session: Session, run_id: str, camera: int, kind: str, frames: Iterable[int]) -> dict[int, Detections]:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
-from edgeva.models import Detections
+from edgeva.models import Detections, Detector
 
 if TYPE_CHECKING:
     from edgeva.runtime.config import NodeConfig
@@ -66,16 +66,18 @@ class DetectorWorker:
         model: detector name (``fastestdet``, ``yolox-nano``).
         score_threshold: keep objects at least this confident.
         input_size: detector input (height, width), or None for the model's default.
+        detector: an already built detector of that name (else one is built).
     """
 
-    def __init__(self, model: str, *, score_threshold: float = 0.3, input_size: tuple[int, int] | None = None):
+    def __init__(self, model: str, *, score_threshold: float = 0.3, input_size: tuple[int, int] | None = None,
+                 detector: Detector | None = None):
         from edgeva.models import create_detector
 
         self.model_name = model
         self._kwargs: dict = {"score_threshold": score_threshold}
         if input_size is not None:
             self._kwargs["input_size"] = input_size
-        self.detector = create_detector(model, **self._kwargs)
+        self.detector = detector if detector is not None else create_detector(model, **self._kwargs)
         self.version = 0
 
     def infer(self, images: list[np.ndarray]) -> list[Detections]:
