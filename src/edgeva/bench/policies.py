@@ -21,24 +21,35 @@ POLICY_ORDER = ("edge-local", "edge-shortest", "shortest-cloud-threshold", "edge
 
 
 def bench_policies(config: ClusterConfig, *, policies: list[str] | None = None, out_dir: Path = Path("runs/bench-policies"),
-                   config_name: str = "cluster", progress: Callable | None = None) -> list[dict]:
+                   config_name: str = "cluster", progress: Callable | None = None, keep_filter: bool = False,
+                   keep_retraining: bool = False) -> list[dict]:
+    """One cluster run per policy; rows of the all-cameras summary.
+
+    By default the frame filter and retraining are switched off, so every frame loads the
+    edges and every run serves the same models: the runs differ only in the policy.
+    """
     names = policies or [p for p in POLICY_ORDER if p in list_policies()]
     out_dir.mkdir(parents=True, exist_ok=True)
-    database = config.database.model_copy(update={"url": str(out_dir / "bench.db")})
+    update: dict = {"database": config.database.model_copy(update={"url": str(out_dir / "bench.db")})}
+    if not keep_filter:
+        update["filter"] = config.filter.model_copy(update={"enabled": False})
+        update["cameras"] = [c.model_copy(update={"filter": None}) for c in config.cameras]
+    if not keep_retraining:
+        update["retraining"] = config.retraining.model_copy(update={"enabled": False})
+    config = config.model_copy(update=update)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     cache: dict = {}
     rows = []
     for name in names:
         policy = config.policy.model_validate({**config.policy.model_dump(), "name": name})
         run_id = f"bench-{name}-{stamp}"
-        summary = run_cluster(config.model_copy(update={"policy": policy, "database": database}), run_id=run_id,
+        summary = run_cluster(config.model_copy(update={"policy": policy}), run_id=run_id,
                               log_dir=out_dir / run_id, config_name=config_name, progress=progress, reference_cache=cache)
         total = summary["total"]
-        where = {k: sum(c.get(k, 0) for c in summary["cameras"]) for k in ("at_home", "at_other_edge", "at_cloud", "at_assisted")}
         rows.append({
             "policy": name, "frames": total["recorded"], "inferred": total["inferred"], "reused": total["reused"],
-            "dropped": total["dropped"], "home": where["at_home"], "other edge": where["at_other_edge"],
-            "cloud": where["at_cloud"], "assisted": where["at_assisted"], "seconds": total["seconds"],
+            "dropped": total["dropped"], "home": total["at_home"], "other edge": total["at_other_edge"],
+            "cloud": total["at_cloud"], "assisted": total["at_assisted"], "seconds": total["seconds"],
             "throughput_fps": total["fps"], "latency_ms": total["latency_ms"], "p95_ms": total["p95_ms"],
             "f1": total["f1"],
         })

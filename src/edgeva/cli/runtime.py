@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from pathlib import Path
 from typing import Annotated
 
@@ -13,6 +12,7 @@ import typer
 from rich.table import Table
 
 from edgeva.cli.app import app, bench_app, console, track
+from edgeva.cli.bench import format_value, print_rows
 from edgeva.errors import EdgevaError
 
 __all__ = ["print_summary"]
@@ -77,14 +77,6 @@ def camera(
         dict(stats.states), stats.bytes_sent / 1000, stats.node)
 
 
-def _fmt(value: object) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return "-" if math.isnan(value) else f"{value:.3f}" if value < 1.5 else f"{value:.1f}"
-    return str(value)
-
-
 def print_summary(summary: dict, title: str | None = None) -> None:
     """The per-camera table of :func:`edgeva.runtime.summary.summarize`."""
     columns = ["camera", "source", "read", "inferred", "reused", "dropped", "at_home", "at_other_edge", "at_cloud",
@@ -94,8 +86,11 @@ def print_summary(summary: dict, title: str | None = None) -> None:
         table.add_column(column.removeprefix("at_") if column.startswith("at_") else column)
     for row in [*summary["cameras"], summary["total"]]:
         source = Path(str(row.get("source", ""))).stem
-        table.add_row(*(_fmt(source if c == "source" else row.get(c, 0 if c.startswith("at_") else None)) for c in columns))
+        table.add_row(*(format_value(source if c == "source" else row.get(c, 0 if c.startswith("at_") else None)) for c in columns))
     console.print(table)
+    for u in summary.get("model_updates", []):
+        console.print(f"{u['node']} retrained -> model v{u['version']}: {u['frames']} drift frames, {u['objects']} golden labels, "
+                      f"{u['epochs']} epochs, loss {u['loss_before']:.3f} -> {u['loss_after']:.3f}, {u['train_s']:.1f} s")
 
 
 def _write_json(path: Path | None, payload: object) -> None:
@@ -138,6 +133,8 @@ def cluster(
     print_summary(summary)
     console.print(f"results database: {cfg.database.url}  (edgeva results --db {cfg.database.url} --run {run_id})")
     _write_json(json_out, summary)
+    if summary["status"] == "interrupted":
+        raise typer.Exit(130)
 
 
 @app.command()
@@ -163,14 +160,16 @@ def bench_policies_cmd(
     config: ConfigOpt = "cluster",
     policies: Annotated[list[str] | None, typer.Option("--policy", help="Policies to compare (repeat; default: all four).")] = None,
     logs: Annotated[Path, typer.Option(help="Folder for logs and the benchmark's database.")] = Path("runs/bench-policies"),
+    keep_filter: Annotated[bool, typer.Option(help="Keep the config's frame filter (default: every frame is sent).")] = False,
+    keep_retraining: Annotated[bool, typer.Option(help="Keep the config's retraining (default: off).")] = False,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the rows as JSON.")] = None,
 ) -> None:
     """Run the cluster once per offloading policy; print throughput, latency and F1 of each."""
     from edgeva.bench.policies import bench_policies
-    from edgeva.cli.bench import print_rows
 
     _logging(verbose=False)
-    rows = bench_policies(_load(config), policies=policies, out_dir=logs, config_name=config, progress=_progress)
+    rows = bench_policies(_load(config), policies=policies, out_dir=logs, config_name=config, progress=_progress,
+                          keep_filter=keep_filter, keep_retraining=keep_retraining)
     print_rows("offloading policies (all cameras together)", rows, json_out)
 
 
@@ -184,7 +183,6 @@ def bench_learning_cmd(
 ) -> None:
     """One continuous-learning round: FastestDet's F1 vs YOLOX-Nano on held-out frames, before and after."""
     from edgeva.bench.learning import bench_learning
-    from edgeva.cli.bench import print_rows
 
     rows = bench_learning(video, epochs=epochs, window=window, keep=keep)
     print_rows(f"one retraining round on {video} (F1 vs golden on held-out frames)", rows, json_out)

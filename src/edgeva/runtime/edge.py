@@ -115,9 +115,7 @@ class EdgeNode(Node):
             thread.start()
         return port
 
-    def stop(self, grace: float = 2.0) -> None:
-        self.stopped.set()  # background loops end
-        super().stop(grace)
+    def release(self) -> None:
         self.offload_pool.shutdown(wait=False, cancel_futures=True)
         for peer in self.peers.values():
             peer.close()
@@ -211,7 +209,7 @@ class EdgeNode(Node):
     # -- info updater -------------------------------------------------------------------------
     def _update_info(self) -> None:
         interval = self.config.policy.info_interval_s
-        while not self.stopped.wait(interval):
+        while not self.stopping.wait(interval):
             for name, peer in self.peers.items():
                 try:
                     status = peer.status(timeout=max(0.5, interval * 5))
@@ -242,7 +240,7 @@ class EdgeNode(Node):
         worker = self.worker
         assert isinstance(worker, Retrainable)
         sessions = open_store(self.config.database.url)
-        while not self.stopped.is_set():
+        while not self.stopping.is_set():
             if settings.max_rounds is not None and self.rounds >= settings.max_rounds:
                 return
             try:

@@ -63,7 +63,8 @@ class Node:
                                     fps_cap=node.fps_cap, name=name)
         self.server: grpc.Server | None = None
         self.port = 0
-        self.stopped = threading.Event()
+        self.stopping = threading.Event()  # background loops end when set
+        self.stopped = threading.Event()  # set once the server and worker are down
 
     # -- lifecycle --------------------------------------------------------------------------
     def services(self) -> dict[str, dict]:
@@ -86,12 +87,18 @@ class Node:
 
     def stop(self, grace: float = 2.0) -> None:
         """Finish calls in progress (up to ``grace`` seconds), then stop the worker."""
+        self.stopping.set()
         if self.server is not None:
             self.server.stop(grace).wait()
+        self.release()
         self.queue.stop()
         self.stopped.set()
 
+    def release(self) -> None:
+        """Hook: free what the node holds besides its server and worker (after the server stopped)."""
+
     def wait(self) -> None:
+        """Block until :meth:`stop` has finished."""
         self.stopped.wait()
 
     # -- inference --------------------------------------------------------------------------

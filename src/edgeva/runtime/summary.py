@@ -18,7 +18,15 @@ from sqlalchemy.orm import sessionmaker
 from edgeva.errors import ConfigError
 from edgeva.metrics.detection import DetectionF1, FrameCounts
 from edgeva.models import Detections
-from edgeva.runtime.store import REFERENCE, RESULT, CameraRow, FrameRow, RunRow, load_detections
+from edgeva.runtime.store import (
+    REFERENCE,
+    RESULT,
+    CameraRow,
+    FrameRow,
+    ModelUpdateRow,
+    RunRow,
+    load_detections,
+)
 
 __all__ = ["summarize", "latest_run"]
 
@@ -77,7 +85,7 @@ def _f1(session, run_id: str, camera: int, rows: list[FrameRow], evaluator: Dete
 
 
 def summarize(sessions: sessionmaker, run_id: str) -> dict:
-    """``{"run", "policy", "status", "cameras": [row, ...], "total": row}``.
+    """``{"run", "policy", "status", "cameras": [row, ...], "total": row, "model_updates": [...]}``.
 
     Raises:
         ConfigError: no such run.
@@ -119,5 +127,13 @@ def summarize(sessions: sessionmaker, run_id: str) -> dict:
             "seconds": end - start, "fps": len(every) / (end - start) if end > start else float("nan"),
             "latency_ms": mean, "p95_ms": p95, "f1": evaluator.evaluate()["f1"] if evaluated_all else None,
             "status": run.status,
+            **{k: sum(r.get(k, 0) for r in rows) for k in ("at_home", "at_other_edge", "at_cloud", "at_assisted")},
         }
-    return {"run": run_id, "policy": run.policy, "status": run.status, "cameras": rows, "total": total}
+        updates = [
+            {"node": u.node, "version": u.version, "frames": u.frames, "objects": u.objects, "epochs": u.epochs,
+             "loss_before": u.loss_before, "loss_after": u.loss_after, "train_s": u.train_s}
+            for u in session.scalars(select(ModelUpdateRow).where(ModelUpdateRow.run_id == run_id)
+                                     .order_by(ModelUpdateRow.swapped))
+        ]
+    return {"run": run_id, "policy": run.policy, "status": run.status, "cameras": rows, "total": total,
+            "model_updates": updates}
