@@ -22,9 +22,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from edgeva.errors import ConfigError
 from edgeva.filtering import Feature
 from edgeva.net.link import Link
-from edgeva.runtime.encoding import list_schemes
-from edgeva.runtime.policy import list_policies
-from edgeva.runtime.worker import list_workers
+from edgeva.runtime.encoding import SCHEMES
+from edgeva.runtime.policy import POLICIES
+from edgeva.runtime.worker import WORKERS
 
 __all__ = [
     "LinkConfig", "SecurityConfig", "DatabaseConfig", "FilterConfig", "PolicyConfig", "RetrainConfig",
@@ -105,9 +105,7 @@ class PolicyConfig(_Strict):
     @field_validator("name")
     @classmethod
     def _known(cls, name: str) -> str:
-        if name not in list_policies():
-            raise ValueError(f"unknown policy {name!r} (available: {', '.join(list_policies())})")
-        return name
+        return POLICIES.check(name)
 
     @model_validator(mode="after")
     def _floor(self) -> PolicyConfig:
@@ -168,9 +166,7 @@ class EdgeConfig(NodeConfig):
     @field_validator("worker")
     @classmethod
     def _known_worker(cls, worker: str) -> str:
-        if worker not in list_workers():
-            raise ValueError(f"unknown worker {worker!r} (available: {', '.join(list_workers())})")
-        return worker
+        return WORKERS.check(worker)
 
 
 class EncodingConfig(_Strict):
@@ -185,9 +181,7 @@ class EncodingConfig(_Strict):
     @field_validator("scheme")
     @classmethod
     def _known_scheme(cls, scheme: str) -> str:
-        if scheme not in list_schemes():
-            raise ValueError(f"unknown scheme {scheme!r} (available: {', '.join(list_schemes())})")
-        return scheme
+        return SCHEMES.check(scheme)
 
     @field_validator("codec")
     @classmethod

@@ -159,18 +159,25 @@ class EdgeNode(Node):
         self.offload_quality.observe(crf, sum(len(p.data) for p in chunk.packets), chunk.width * chunk.height)
         return chunk, scale, crf
 
+    def _ask(self, target: str, service: str, method: str, request, fallback: str):
+        """Call another node; its reply's queue state updates the view. On failure: log what
+        happens instead (``fallback``), mark the node down if it is unreachable, return None."""
+        try:
+            reply = self.peers[target].call(service, method, request, timeout=self.config.policy.offload_timeout_s)
+        except RemoteError as exc:
+            log.warning("%s; %s", exc, fallback)
+            if exc.retryable:
+                self.view.mark_down(target)
+            return None
+        self.view.report(target, reply.status.queue_length, reply.status.service_s)
+        return reply
+
     def _offload(self, target: str, image: np.ndarray) -> Outcome:
         """Infer a frame on another node; on failure, here."""
         chunk, scale, crf = self._send_frame(target, image)
-        try:
-            reply = self.peers[target].call("Inference", "Infer", pb.InferRequest(origin=self.name, chunk=chunk),
-                                            timeout=self.config.policy.offload_timeout_s)
-        except RemoteError as exc:
-            log.warning("%s; inferring here instead", exc)
-            if exc.retryable:
-                self.view.mark_down(target)
+        reply = self._ask(target, "Inference", "Infer", pb.InferRequest(origin=self.name, chunk=chunk), "inferring here instead")
+        if reply is None:
             return self.infer_local(image).result()
-        self.view.report(target, reply.status.queue_length, reply.status.service_s)
         h, w = image.shape[:2]
         dets = detections_from_pb(reply.detections[0]).scaled(w / chunk.width, h / chunk.height)
         return Outcome(dets, target, reply.started, reply.finished, reply.model_version, scale, crf)
@@ -189,15 +196,10 @@ class EdgeNode(Node):
         for x1, y1, x2, y2 in rects:
             chunk, scale, crf = self._send_frame(CLOUD, np.ascontiguousarray(image[y1:y2, x1:x2]))
             crops.append(chunk)
-        try:
-            reply = self.peers[CLOUD].call("Cloud", "InferRegions", pb.RegionsRequest(origin=self.name, regions=crops),
-                                           timeout=self.config.policy.offload_timeout_s)
-        except RemoteError as exc:
-            log.warning("%s; keeping the edge's own result", exc)
-            if exc.retryable:
-                self.view.mark_down(CLOUD)
+        reply = self._ask(CLOUD, "Cloud", "InferRegions", pb.RegionsRequest(origin=self.name, regions=crops),
+                          "keeping the edge's own result")
+        if reply is None:
             return outcome
-        self.view.report(CLOUD, reply.status.queue_length, reply.status.service_s)
         parts = [sure]
         for (x1, y1, x2, y2), chunk, found in zip(rects, crops, reply.detections, strict=True):
             region = detections_from_pb(found).scaled((x2 - x1) / chunk.width, (y2 - y1) / chunk.height)

@@ -13,12 +13,13 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
+from edgeva.registry import Registry
 from edgeva.video import QualityMap
 
 if TYPE_CHECKING:
     from edgeva.runtime.config import EncodingConfig
 
-__all__ = ["ChunkQuality", "Uniform", "register_scheme", "create_scheme", "list_schemes"]
+__all__ = ["ChunkQuality", "Uniform", "SCHEMES", "register_scheme", "create_scheme", "list_schemes"]
 
 
 @runtime_checkable
@@ -42,28 +43,14 @@ class Uniform:
 
 
 SchemeFactory = Callable[["EncodingConfig"], ChunkQuality]
-_SCHEMES: dict[str, SchemeFactory] = {}
-
-
-def register_scheme(name: str) -> Callable[[SchemeFactory], SchemeFactory]:
-    """Decorator: make ``factory(encoding_config) -> ChunkQuality`` available as ``name``."""
-
-    def wrap(factory: SchemeFactory) -> SchemeFactory:
-        if name in _SCHEMES:
-            raise ValueError(f"encoding scheme {name!r} is already registered")
-        _SCHEMES[name] = factory
-        return factory
-
-    return wrap
-
-
-def list_schemes() -> list[str]:
-    return sorted(_SCHEMES)
+SCHEMES: Registry[SchemeFactory] = Registry("encoding scheme")
+register_scheme = SCHEMES.register  # @register_scheme(name): factory(encoding_config) -> ChunkQuality
+list_schemes = SCHEMES.names
 
 
 def create_scheme(config: EncodingConfig) -> ChunkQuality:
     """The scheme a camera's ``encoding`` section names (validated by the config already)."""
-    return _SCHEMES[config.scheme](config)
+    return SCHEMES[config.scheme](config)
 
 
 @register_scheme("uniform")

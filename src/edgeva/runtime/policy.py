@@ -27,12 +27,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from edgeva.net.link import Link
+from edgeva.registry import Registry
 
 if TYPE_CHECKING:
     from edgeva.runtime.config import PolicyConfig
 
 __all__ = [
-    "NodeState", "ClusterView", "Policy", "register_policy", "create_policy", "list_policies",
+    "NodeState", "ClusterView", "Policy", "POLICIES", "register_policy", "create_policy", "list_policies",
     "EdgeLocal", "EdgeShortest", "ShortestCloudThreshold", "EdgeCloudAssisted", "OffloadQuality", "LEVELS",
 ]
 
@@ -157,27 +158,13 @@ class EdgeCloudAssisted:
 
 
 PolicyFactory = Callable[["PolicyConfig"], Policy]
-_POLICIES: dict[str, PolicyFactory] = {}
-
-
-def register_policy(name: str) -> Callable[[PolicyFactory], PolicyFactory]:
-    """Decorator: make ``factory(policy_config) -> Policy`` available under ``name``."""
-
-    def wrap(factory: PolicyFactory) -> PolicyFactory:
-        if name in _POLICIES:
-            raise ValueError(f"policy {name!r} is already registered")
-        _POLICIES[name] = factory
-        return factory
-
-    return wrap
-
-
-def list_policies() -> list[str]:
-    return sorted(_POLICIES)
+POLICIES: Registry[PolicyFactory] = Registry("policy")
+register_policy = POLICIES.register  # @register_policy(name): factory(policy_config) -> Policy
+list_policies = POLICIES.names
 
 
 def create_policy(config: PolicyConfig) -> Policy:
-    return _POLICIES[config.name](config)
+    return POLICIES[config.name](config)
 
 
 register_policy("edge-local")(lambda config: EdgeLocal())

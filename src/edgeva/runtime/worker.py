@@ -25,12 +25,13 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 import numpy as np
 
 from edgeva.models import Detections, Detector
+from edgeva.registry import Registry
 
 if TYPE_CHECKING:
     from edgeva.runtime.config import NodeConfig
 
 __all__ = [
-    "InferenceWorker", "Retrainable", "DetectorWorker", "register_worker", "create_worker", "list_workers",
+    "InferenceWorker", "Retrainable", "DetectorWorker", "WORKERS", "register_worker", "create_worker", "list_workers",
     "Inference", "InferenceQueue", "QueueFull",
 ]
 
@@ -104,27 +105,13 @@ class DetectorWorker:
 
 
 WorkerFactory = Callable[["NodeConfig", float], InferenceWorker]
-_WORKERS: dict[str, WorkerFactory] = {}
-
-
-def register_worker(name: str) -> Callable[[WorkerFactory], WorkerFactory]:
-    """Decorator: make ``factory(node_config, score_threshold) -> InferenceWorker`` available."""
-
-    def wrap(factory: WorkerFactory) -> WorkerFactory:
-        if name in _WORKERS:
-            raise ValueError(f"inference worker {name!r} is already registered")
-        _WORKERS[name] = factory
-        return factory
-
-    return wrap
-
-
-def list_workers() -> list[str]:
-    return sorted(_WORKERS)
+WORKERS: Registry[WorkerFactory] = Registry("inference worker")
+register_worker = WORKERS.register  # @register_worker(name): factory(node_config, score_threshold) -> InferenceWorker
+list_workers = WORKERS.names
 
 
 def create_worker(name: str, node: NodeConfig, score_threshold: float) -> InferenceWorker:
-    return _WORKERS[name](node, score_threshold)
+    return WORKERS[name](node, score_threshold)
 
 
 @register_worker("detector")
