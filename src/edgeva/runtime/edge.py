@@ -21,6 +21,7 @@ import queue
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 
@@ -159,7 +160,7 @@ class EdgeNode(Node):
         self.offload_quality.observe(crf, sum(len(p.data) for p in chunk.packets), chunk.width * chunk.height)
         return chunk, scale, crf
 
-    def _ask(self, target: str, service: str, method: str, request, fallback: str):
+    def _ask(self, target: str, service: str, method: str, request: Any, fallback: str) -> Any | None:
         """Call another node; its reply's queue state updates the view. On failure: log what
         happens instead (``fallback``), mark the node down if it is unreachable, return None."""
         try:
