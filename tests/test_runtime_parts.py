@@ -102,7 +102,9 @@ def test_offload_quality_follows_bandwidth_and_queue():
     assert quality.choose(pixels, fast, 0.0) == quality.levels[0]
     worse = quality.choose(pixels, slow, 0.0)
     assert worse[0] * 100 - worse[1] < quality.levels[0][0] * 100 - quality.levels[0][1]
-    assert quality.choose(pixels, fast, wait_s=0.29) == quality.levels[-1]  # the queue eats the budget
+    assert quality.choose(pixels, fast, wait_s=5.0) == quality.levels[0]  # a long queue: a fast link still sends the best
+    rank = quality.levels.index
+    assert rank(quality.choose(pixels, slow, wait_s=0.29)) > rank(worse)  # on a slow link the queue's wait costs quality
     for _ in range(20):
         quality.observe(23, nbytes=100, pixels=pixels)  # frames turn out tiny: the best level fits the slow link
     assert quality.choose(pixels, slow, 0.0) == quality.levels[0]

@@ -29,7 +29,7 @@ def split_frames(uri: str, *, window: int, held_out: int = 50) -> tuple[list, li
     return train, test
 
 
-def bench_learning(video: str, *, epochs: int = 10, window: int = 100, keep: int = 20, threads: int = 2) -> list[dict]:
+def bench_learning(video: str, *, epochs: int = 10, window: int = 100, keep: int = 20, threads: int = 1) -> list[dict]:
     torch.set_num_threads(threads)
     uri = assets.resolve_video(video)
     train, test = split_frames(uri, window=window)

@@ -55,6 +55,7 @@ class CameraStats:
 
 @dataclass
 class _Pending:
+    opened: float = 0.0  # monotonic time its first frame was read
     indices: list[int] = field(default_factory=list)
     captured: list[float] = field(default_factory=list)
     images: list[np.ndarray] = field(default_factory=list)
@@ -225,10 +226,14 @@ class CameraAgent:
                     self._record(FrameRecord(cam.id, frame.index, "reused", captured, time.time(), reuses=last_sent))
                     continue
                 last_sent = frame.index
+                if not pending.indices:
+                    pending.opened = time.monotonic()
                 pending.indices.append(frame.index)
                 pending.captured.append(captured)
                 pending.images.append(frame.image)
-                too_old = time.time() - pending.captured[0] >= cam.encoding.max_chunk_wait_s
+                # Waited for since its first frame was *read*: a camera catching up on a backlog
+                # (captured long ago) still fills its chunks instead of sending single frames.
+                too_old = time.monotonic() - pending.opened >= cam.encoding.max_chunk_wait_s
                 if len(pending.indices) >= cam.encoding.chunk_frames or too_old:
                     send(pending)
                     pending = _Pending()

@@ -15,7 +15,8 @@ queues as last reported by the info updater, plus the frames this edge has sent 
 
 :class:`OffloadQuality` picks the resolution and CRF of a frame (or region) that leaves the
 edge: the best level whose estimated transfer time fits the latency budget left after the
-expected wait in the target's queue, on the target's (emulated) link.
+expected wait in the target's queue, on the target's (emulated) link (but never less than a
+quarter of the budget: shrinking a frame cannot shorten a queue).
 """
 
 from __future__ import annotations
@@ -177,6 +178,7 @@ LEVELS: tuple[tuple[float, int], ...] = ((1.0, 23), (1.0, 30), (0.75, 30), (0.5,
 # Starting guesses of bytes per pixel of one intra-coded frame at each CRF (x264 veryfast,
 # measured on the sample videos); replaced by what is measured as frames are sent.
 _PRIOR_BYTES_PER_PIXEL = {23: 0.16, 30: 0.07, 32: 0.055, 38: 0.025}
+MIN_TRANSFER_SHARE = 0.25
 
 
 class OffloadQuality:
@@ -196,10 +198,12 @@ class OffloadQuality:
         """Level for a frame of ``pixels`` pixels sent on ``link`` to a queue with ``wait_s`` expected wait."""
         if link is None:  # not constrained: send the best
             return self.levels[0]
-        remaining = self.budget_s - wait_s - link.rtt_s
+        # The transfer always gets at least MIN_TRANSFER_SHARE of the budget: a long queue at
+        # the target is not something a smaller frame can fix, only a slow link is.
+        allowance = max(self.budget_s - wait_s - link.rtt_s, MIN_TRANSFER_SHARE * self.budget_s)
         rate = link.rate_bytes_per_s()
         for scale, crf in self.levels:
-            if self._bytes_per_pixel[crf] * pixels * scale * scale / rate <= remaining:
+            if self._bytes_per_pixel[crf] * pixels * scale * scale / rate <= allowance:
                 return scale, crf
         return self.levels[-1]
 
