@@ -145,6 +145,13 @@ class CameraAgent:
             return
         self._drop(pending, f"unreachable: {last_error}")
 
+    def _deliver_or_drop(self, request: pb.ChunkRequest, pending: _Pending, nbytes: int) -> None:
+        try:
+            self._deliver(request, pending, nbytes)
+        except Exception as exc:  # a bug must not make frames vanish: record them as dropped
+            log.exception("%s: delivering frames %s failed", self.cam.name, pending.indices)
+            self._drop(pending, f"internal error: {type(exc).__name__}: {exc}")
+
     def _record_reply(self, reply: pb.ChunkReply, pending: _Pending, nbytes: int, sent: float) -> None:
         done = time.time()
         results = {r.frame: r for r in reply.results}
@@ -201,17 +208,20 @@ class CameraAgent:
             if not slots.acquire(blocking=cam.backlog == "wait"):
                 self._drop(chunk_frames, f"backlog: {cam.max_inflight} chunks in flight")
                 return
-            quality = self.scheme.quality(chunk_frames.images, chunk_frames.indices[0])
-            chunk = encode_chunk(chunk_frames.images, quality, settings, first_frame=chunk_frames.indices[0])
+            try:
+                quality = self.scheme.quality(chunk_frames.images, chunk_frames.indices[0])
+                chunk = encode_chunk(chunk_frames.images, quality, settings, first_frame=chunk_frames.indices[0])
+            except EdgevaError as exc:
+                slots.release()
+                self._drop(chunk_frames, f"encoding failed: {exc}")
+                return
             request = pb.ChunkRequest(run=self.run_id, camera=cam.id, frames=chunk_frames.indices,
                                       captured=chunk_frames.captured, sent=time.time(), chunk=chunk_to_pb(chunk))
             chunk_frames.images = []  # the encoded bytes are all a retry needs
             with self._stats_lock:
                 self.stats.bytes_sent += chunk.nbytes
                 self.stats.encode_s += chunk.encode_s
-            future = pool.submit(self._deliver, request, chunk_frames, chunk.nbytes)
-            future.add_done_callback(lambda f: slots.release())
-            future.add_done_callback(lambda f: f.exception() and log.error("%s: delivery failed: %r", cam.name, f.exception()))
+            pool.submit(self._deliver_or_drop, request, chunk_frames, chunk.nbytes).add_done_callback(lambda f: slots.release())
 
         try:
             for n, frame in enumerate(source):
