@@ -227,7 +227,8 @@ def run_cluster(config: ClusterConfig, *, run_id: str, log_dir: Path, config_nam
             log.error("; ".join(f"{p.name} exited with {p.proc.returncode}: {p.tail(2)}" for p in failed))
     finally:
         _stop(cameras)
-        _stop(nodes)
+        _stop(nodes[1:], grace=90.0)  # edges first: a retraining round in progress still needs the cloud
+        _stop(nodes[:1])
         finish_run(sessions, run_id, status)
     if status == "failed":
         raise EdgevaError(f"run {run_id} failed; logs in {log_dir}")

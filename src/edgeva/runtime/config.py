@@ -118,7 +118,7 @@ class RetrainConfig(_Strict):
     enabled: bool = False  # collect drift frames and fine-tune the edge model
     window: int = Field(100, ge=2)  # locally inferred frames per collection window
     frames: int = Field(10, ge=1)  # lowest-confidence frames kept from each window
-    epochs: int = Field(5, ge=1)  # fine-tuning epochs over the collected frames
+    epochs: int = Field(10, ge=1)  # fine-tuning epochs over the collected frames (batch 8)
     learning_rate: float = Field(5e-4, gt=0)
     max_rounds: int | None = Field(None, ge=1)  # stop after this many rounds per edge (None: no limit)
 

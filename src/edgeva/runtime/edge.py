@@ -24,9 +24,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
+from sqlalchemy.orm import sessionmaker
 
 from edgeva.models import Detections
-from edgeva.runtime.config import CLOUD, ClusterConfig
+from edgeva.runtime.config import CLOUD, ClusterConfig, RetrainConfig
 from edgeva.runtime.learning import DriftCollector
 from edgeva.runtime.node import Node, Outcome
 from edgeva.runtime.policy import ClusterView, EdgeCloudAssisted, OffloadQuality, create_policy
@@ -40,6 +41,7 @@ __all__ = ["EdgeNode", "regions_of", "build_edge"]
 log = logging.getLogger(__name__)
 
 MAX_REGIONS = 6  # regions of one frame sent to the cloud; more are merged into their bounding box
+RETRAIN_DRAIN_S = 60.0  # on stop, how long a retraining round in progress may still take
 
 
 def regions_of(dets: Detections, frame_size: tuple[int, int], *, margin: float = 0.25, min_side: int = 48) -> list[tuple[int, int, int, int]]:
@@ -101,6 +103,7 @@ class EdgeNode(Node):
         retraining = config.retraining
         self.drift: DriftCollector | None = None
         self._drift_sets: queue.Queue = queue.Queue(maxsize=1)
+        self._round_running = threading.Event()
         self.rounds = 0
         if retraining.enabled:
             if isinstance(worker, Retrainable):
@@ -117,6 +120,9 @@ class EdgeNode(Node):
         return port
 
     def release(self) -> None:
+        if self._round_running.is_set():  # a fine-tuned model on its way is worth waiting for
+            log.info("%s: waiting up to %.0f s for the retraining round in progress", self.name, RETRAIN_DRAIN_S)
+            self._threads[-1].join(RETRAIN_DRAIN_S)
         self.offload_pool.shutdown(wait=False, cancel_futures=True)
         for peer in self.peers.values():
             peer.close()
@@ -250,22 +256,30 @@ class EdgeNode(Node):
                 frames = self._drift_sets.get(timeout=0.2)
             except queue.Empty:
                 continue
-            request = pb.RetrainRequest(
-                origin=self.name, frames=[encode_frame(f, crf=18) for f in frames], weights=worker.weights(),
-                epochs=settings.epochs, learning_rate=settings.learning_rate, version=worker.version,
-            )
+            self._round_running.set()
             try:
-                reply = self.peers[CLOUD].call("Cloud", "Retrain", request, timeout=600.0)
-            except RemoteError as exc:
-                log.warning("%s; retraining round skipped", exc)
-                continue
-            worker.load_weights(reply.weights, reply.version)
-            self.rounds += 1
-            log.info("%s: serving model version %d (fine-tuned on %d frames, %d objects, loss %.3f -> %.3f, %.1f s)",
-                     self.name, reply.version, len(frames), reply.labelled_objects, reply.loss_before, reply.loss_after, reply.train_s)
-            record_model_update(sessions, self.run_id, self.name, version=reply.version, frames=len(frames),
-                                objects=reply.labelled_objects, epochs=settings.epochs, loss_before=reply.loss_before,
-                                loss_after=reply.loss_after, train_s=reply.train_s, swapped=time.time())
+                self._round(worker, frames, settings, sessions)
+            finally:
+                self._round_running.clear()
+
+    def _round(self, worker: Retrainable, frames: list[np.ndarray], settings: RetrainConfig, sessions: sessionmaker) -> None:
+        """One round: drift frames and current weights to the cloud, fine-tuned weights back, swap."""
+        request = pb.RetrainRequest(
+            origin=self.name, frames=[encode_frame(f, crf=18) for f in frames], weights=worker.weights(),
+            epochs=settings.epochs, learning_rate=settings.learning_rate, version=worker.version,
+        )
+        try:
+            reply = self.peers[CLOUD].call("Cloud", "Retrain", request, timeout=600.0)
+        except RemoteError as exc:
+            log.warning("%s; retraining round skipped", exc)
+            return
+        worker.load_weights(reply.weights, reply.version)
+        self.rounds += 1
+        log.info("%s: serving model version %d (fine-tuned on %d frames, %d objects, loss %.3f -> %.3f, %.1f s)",
+                 self.name, reply.version, len(frames), reply.labelled_objects, reply.loss_before, reply.loss_after, reply.train_s)
+        record_model_update(sessions, self.run_id, self.name, version=reply.version, frames=len(frames),
+                            objects=reply.labelled_objects, epochs=settings.epochs, loss_before=reply.loss_before,
+                            loss_after=reply.loss_after, train_s=reply.train_s, swapped=time.time())
 
 
 def build_edge(config: ClusterConfig, edge_id: int, run_id: str) -> EdgeNode:

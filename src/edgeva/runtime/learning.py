@@ -188,7 +188,10 @@ def fine_tune(model: FastestDet, images: Sequence[np.ndarray], labels: Sequence[
     """Fine-tune ``model`` in place on frames and their golden-model labels.
 
     Frames are resized to the model's input first (FastestDet stretches), so frames of
-    different cameras can share a batch. Random horizontal flips augment the data.
+    different cameras can share a batch. Random horizontal flips augment the data. After
+    every epoch the loss over all frames is measured; the model ends with the weights of the
+    best epoch, or its old weights if no epoch improved on them (a few frames can make
+    Adam overshoot: measured once in a cluster run, 0.82 -> 2.08 without this guard).
     """
     import time
 
@@ -212,7 +215,8 @@ def fine_tune(model: FastestDet, images: Sequence[np.ndarray], labels: Sequence[
                        for i in range(0, len(t_all), batch_size)) / len(t_all)
 
     model.eval()  # BatchNorm keeps its running statistics
-    before = full_loss()
+    before = best = full_loss()
+    best_state = {k: v.clone() for k, v in model.state_dict().items()}
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=learning_rate)
     for _ in range(epochs):
         order = torch.randperm(len(t_all), generator=generator)
@@ -228,4 +232,8 @@ def fine_tune(model: FastestDet, images: Sequence[np.ndarray], labels: Sequence[
             optimizer.zero_grad()
             loss_of(x, targets).backward()
             optimizer.step()
-    return FineTuneResult(before, full_loss(), sum(len(t) for t in t_all), time.perf_counter() - start)
+        loss = full_loss()
+        if loss < best:
+            best, best_state = loss, {k: v.clone() for k, v in model.state_dict().items()}
+    model.load_state_dict(best_state)  # the epoch that fits the frames best (possibly none: the old weights)
+    return FineTuneResult(before, best, sum(len(t) for t in t_all), time.perf_counter() - start)
