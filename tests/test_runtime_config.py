@@ -44,6 +44,8 @@ def _write(tmp_path, mutate) -> str:
         (lambda d: d["filter"].update(feature="colour"), ["filter.feature"]),
         (lambda d: d["edges"][0].update(model="yolox-nano"), ["edges[0].model", "retraining"]),
     ],
+    ids=["unknown-key", "bad-value", "unknown-policy", "accmpeg-not-registered", "unknown-edge", "unknown-failover",
+         "duplicate-ids", "missing-cert", "unset-token-env", "unknown-feature", "retraining-needs-fastestdet"],
 )
 def test_malformed_config_names_the_key(tmp_path, mutate, names):
     with pytest.raises(ConfigError) as info:
