@@ -21,7 +21,7 @@ POLICY_ORDER = ("edge-local", "edge-shortest", "shortest-cloud-threshold", "edge
 
 
 def bench_policies(config: ClusterConfig, *, policies: list[str] | None = None, out_dir: Path = Path("runs/bench-policies"),
-                   config_name: str = "cluster", progress: Callable | None = None, keep_filter: bool = False,
+                   progress: Callable | None = None, keep_filter: bool = False,
                    keep_retraining: bool = False) -> list[dict]:
     """One cluster run per policy; rows of the all-cameras summary.
 
@@ -44,7 +44,7 @@ def bench_policies(config: ClusterConfig, *, policies: list[str] | None = None, 
         policy = config.policy.model_validate({**config.policy.model_dump(), "name": name})
         run_id = f"bench-{name}-{stamp}"
         summary = run_cluster(config.model_copy(update={"policy": policy}), run_id=run_id,
-                              log_dir=out_dir / run_id, config_name=config_name, progress=progress, reference_cache=cache)
+                              log_dir=out_dir / run_id, progress=progress, reference_cache=cache)
         total = summary["total"]
         rows.append({
             "policy": name, "frames": total["recorded"], "inferred": total["inferred"], "reused": total["reused"],

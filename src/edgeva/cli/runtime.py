@@ -129,7 +129,7 @@ def cluster(
     run_id = run or new_run_id(config)
     console.print(f"run {run_id}: 1 cloud, {len(cfg.edges)} edges, {len(cfg.cameras)} cameras, policy {cfg.policy.name}; "
                   f"logs in {logs / run_id}")
-    summary = run_cluster(cfg, run_id=run_id, log_dir=logs / run_id, config_name=config, evaluate=evaluate, progress=_progress)
+    summary = run_cluster(cfg, run_id=run_id, log_dir=logs / run_id, evaluate=evaluate, progress=_progress)
     print_summary(summary)
     console.print(f"results database: {cfg.database.url}  (edgeva results --db {cfg.database.url} --run {run_id})")
     _write_json(json_out, summary)
@@ -168,7 +168,7 @@ def bench_policies_cmd(
     from edgeva.bench.policies import bench_policies
 
     _logging(verbose=False)
-    rows = bench_policies(_load(config), policies=policies, out_dir=logs, config_name=config, progress=_progress,
+    rows = bench_policies(_load(config), policies=policies, out_dir=logs, progress=_progress,
                           keep_filter=keep_filter, keep_retraining=keep_retraining)
     print_rows("offloading policies (all cameras together)", rows, json_out)
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import yaml
 
 from edgeva.errors import EdgevaError
-from edgeva.runtime.config import CLOUD, CameraConfig, ClusterConfig
+from edgeva.runtime.config import CLOUD, ClusterConfig
 from edgeva.runtime.rpc import Peer, RemoteError, wait_ready
 from edgeva.runtime.store import CameraRow, finish_run, open_store, start_run, write_references
 from edgeva.runtime.summary import summarize
@@ -126,13 +126,14 @@ def _stop(processes: list[_Process], grace: float = 10.0) -> None:
             p.proc.wait()
 
 
-def reference_frames(camera: CameraRow | CameraConfig, frames_read: int):
-    """The original frames a camera read (same source, start, step, size), for references."""
+def reference_frames(camera: CameraRow):
+    """The original frames a camera read (same source, start, step, size and count)."""
     from edgeva import assets
     from edgeva.video import open_video
 
-    size = camera.size if isinstance(camera, CameraConfig) else ((camera.width, camera.height) if camera.width else None)
-    return open_video(assets.resolve_video(camera.source), start=camera.start, step=camera.step, size=size, limit=frames_read)
+    size = (camera.width, camera.height) if camera.width else None
+    return open_video(assets.resolve_video(camera.source), start=camera.start, step=camera.step, size=size,
+                      limit=camera.frames_read)
 
 
 def evaluate_run(sessions, run_id: str, model: str, *, threads: int = 1, progress: Callable | None = None,
@@ -155,7 +156,7 @@ def evaluate_run(sessions, run_id: str, model: str, *, threads: int = 1, progres
         key = (cam.source, cam.start, cam.step, cam.width, cam.height, cam.frames_read)
         if cache is None or key not in cache:
             detector = detector or create_detector(model)
-            frames = reference_frames(cam, cam.frames_read)
+            frames = reference_frames(cam)
             items = progress(frames, f"golden {model} on camera {cam.camera}", cam.frames_read) if progress else frames
             refs = {f.index: detector.detect([f.image])[0] for f in items}  # one at a time: sources may be long
             if cache is not None:
@@ -182,8 +183,8 @@ def _wait_nodes(config: ClusterConfig, nodes: list[_Process], timeout: float) ->
             peer.close()
 
 
-def run_cluster(config: ClusterConfig, *, run_id: str, log_dir: Path, config_name: str = "cluster",
-                evaluate: bool = True, progress: Callable | None = None, reference_cache: dict | None = None,
+def run_cluster(config: ClusterConfig, *, run_id: str, log_dir: Path, evaluate: bool = True,
+                progress: Callable | None = None, reference_cache: dict | None = None,
                 on_started: Callable[[dict[str, _Process]], None] | None = None, start_timeout: float = 180.0) -> dict:
     """Run the topology to the end of every camera's video; returns :func:`summarize` of the run.
 

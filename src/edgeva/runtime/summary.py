@@ -9,6 +9,7 @@ reuses, and a dropped frame with an empty result (everything in it missed).
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 
 import numpy as np
@@ -90,8 +91,6 @@ def summarize(sessions: sessionmaker, run_id: str) -> dict:
     Raises:
         ConfigError: no such run.
     """
-    import json
-
     with sessions() as session:
         run = session.get(RunRow, run_id)
         if run is None:
