@@ -142,7 +142,7 @@ def test_queue_emulates_compute_budget(delay_factor, fps_cap, expected):
         elapsed = time.perf_counter() - start
         assert len(results) == 5 and all(r.finished >= r.started for r in results)
         assert elapsed >= 5 * expected * 0.95
-        assert q.service_s == pytest.approx(expected, rel=0.5)
+        assert q.service_s >= expected * 0.95  # a loaded machine only makes it slower
         assert len(q) == 0
     finally:
         q.stop()
