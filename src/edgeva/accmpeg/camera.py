@@ -1,54 +1,28 @@
-"""The camera side of a stream: choose a quality map per chunk, encode the chunk.
+"""The AccMPEG camera: the selector's quality map per chunk, then standard ROI encoding.
 
-A *quality policy* maps the frames of a chunk to a :class:`QualityMap` (or one CRF).
-:class:`ChunkCamera` runs a policy and the encoder chunk by chunk and measures both, which
-is all a camera does in AccMPEG: the selector once per chunk of k frames, on the chunk's
-first frame, then standard ROI encoding of the k frames with that map.
+:class:`AccMPEGQuality` is the ``accmpeg`` quality policy (see :mod:`edgeva.quality`);
+:class:`ChunkCamera` runs any policy and the encoder chunk by chunk and times both, which is
+all a camera does in AccMPEG: the selector once per chunk of k frames, on the chunk's first
+frame, then ROI encoding of the k frames with that map.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 
 from edgeva.accmpeg.selector import QualitySelector
+from edgeva.quality import QualityPolicy
 from edgeva.video import EncodedChunk, EncoderSettings, QualityMap, dilate, encode_chunk
 
-__all__ = [
-    "QualityPolicy",
-    "UniformQuality",
-    "AccMPEGQuality",
-    "CameraChunk",
-    "ChunkCamera",
-    "register_policy",
-    "create_policy",
-    "list_policies",
-    "DEFAULT_GAMMA",
-]
+__all__ = ["AccMPEGQuality", "CameraChunk", "ChunkCamera", "DEFAULT_GAMMA"]
 
 # Dilation of the selected blocks, in blocks. The paper's 5 was for 1280x720 frames; chosen
 # for edgeva's sample videos (480x270 to 768x432) by measurement, see README ("gamma").
 DEFAULT_GAMMA = 1
-
-
-class QualityPolicy(Protocol):
-    """Chooses the encoding quality of one chunk from its frames."""
-
-    def quality(self, frames: Sequence[np.ndarray], first_frame: int) -> QualityMap | int: ...
-
-
-@dataclass
-class UniformQuality:
-    """One CRF for every block of every chunk (the standard codec)."""
-
-    crf: int
-
-    def quality(self, frames: Sequence[np.ndarray], first_frame: int) -> int:
-        return self.crf
 
 
 @dataclass
@@ -108,48 +82,3 @@ class ChunkCamera:
         policy_s = time.perf_counter() - start
         encoded = encode_chunk(frames, quality, self.settings, first_frame=first_frame)
         return CameraChunk(encoded, quality, policy_s, encoded.encode_s)
-
-
-_POLICIES: dict[str, Callable[..., QualityPolicy]] = {}
-
-
-def register_policy(name: str) -> Callable[[Callable[..., QualityPolicy]], Callable[..., QualityPolicy]]:
-    """Make a quality policy available by name (e.g. to camera configs); names are unique."""
-
-    def wrap(factory: Callable[..., QualityPolicy]) -> Callable[..., QualityPolicy]:
-        if name in _POLICIES:
-            raise ValueError(f"quality policy {name!r} is already registered")
-        _POLICIES[name] = factory
-        return factory
-
-    return wrap
-
-
-def list_policies() -> list[str]:
-    return sorted(_POLICIES)
-
-
-def create_policy(name: str, **kwargs) -> QualityPolicy:
-    from edgeva.errors import ConfigError
-
-    if name not in _POLICIES:
-        raise ConfigError(f"scheme {name!r}: unknown (available: {', '.join(list_policies())})")
-    return _POLICIES[name](**kwargs)
-
-
-@register_policy("uniform")
-def _uniform(*, crf: int = 35) -> UniformQuality:
-    return UniformQuality(crf)
-
-
-@register_policy("accmpeg")
-def _accmpeg(*, selector: str, alpha: float = 0.2, gamma: int = DEFAULT_GAMMA, crf_high: int | None = None,
-             crf_low: int | None = None, final_dnn: str | None = None, warn=None) -> AccMPEGQuality:
-    from edgeva.accmpeg.selector import load_selector
-
-    model = load_selector(selector, final_dnn=final_dnn, warn=warn)
-    return AccMPEGQuality(
-        model, alpha=alpha, gamma=gamma,
-        crf_high=model.meta.crf_high if crf_high is None else crf_high,
-        crf_low=model.meta.crf_low if crf_low is None else crf_low,
-    )

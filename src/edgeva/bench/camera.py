@@ -9,8 +9,9 @@ import cv2
 import torch
 
 from edgeva import assets
-from edgeva.accmpeg.camera import AccMPEGQuality, ChunkCamera, UniformQuality
+from edgeva.accmpeg.camera import AccMPEGQuality, ChunkCamera
 from edgeva.accmpeg.selector import QualitySelector, load_selector
+from edgeva.quality import UniformQuality
 from edgeva.video import EncoderSettings, read_frames
 
 __all__ = ["bench_camera"]

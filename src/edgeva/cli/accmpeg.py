@@ -46,21 +46,17 @@ def stream(
     json_out: Annotated[Path | None, typer.Option("--json", help="Write statistics as JSON here.")] = None,
 ) -> None:
     """Stream a video as independent k-frame chunks, AccMPEG-encoded or uniform."""
-    from edgeva.accmpeg.camera import DEFAULT_GAMMA, ChunkCamera, create_policy
+    from edgeva.accmpeg.camera import ChunkCamera
+    from edgeva.quality import QualityOptions, create_policy
     from edgeva.video import EncoderSettings, Mp4Writer, open_video
 
     if k < 1:
         raise ConfigError(f"--k {k}: must be at least 1")
     source = open_video(assets.resolve_video(video), limit=frames)
     info = source.info
-    if scheme == "accmpeg":
-        if selector is None:
-            raise ConfigError("--scheme accmpeg needs --selector PATH (train one with `edgeva selector train`)")
-        policy = create_policy("accmpeg", selector=str(selector), alpha=alpha, gamma=DEFAULT_GAMMA if gamma is None else gamma, warn=_warn)
-    elif scheme == "uniform":
-        policy = create_policy("uniform", crf=crf)
-    else:
-        raise ConfigError(f"--scheme {scheme!r}: choose accmpeg or uniform")
+    if scheme == "accmpeg" and selector is None:
+        raise ConfigError("--scheme accmpeg needs --selector PATH (train one with `edgeva selector train`)")
+    policy = create_policy(scheme, QualityOptions(crf=crf, selector=selector, alpha=alpha, gamma=gamma, warn=_warn))
     camera = ChunkCamera(policy, EncoderSettings(codec=codec, fps=info.fps))
     chunks, buffer, first = [], [], 0
     with Mp4Writer(out, codec=codec, width=info.width, height=info.height, fps=info.fps) as writer, progress() as bar:

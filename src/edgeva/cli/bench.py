@@ -11,7 +11,16 @@ from rich.table import Table
 
 from edgeva.cli.app import bench_app, console
 
-__all__ = ["print_rows"]
+__all__ = ["print_rows", "format_value"]
+
+
+def format_value(value: object) -> str:
+    """Table cell text: fractions (F1, precision) with 3 decimals, other floats with 1, None and NaN as '-'."""
+    if value is None or (isinstance(value, float) and value != value):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3f}" if abs(value) < 1.5 else f"{value:.1f}"
+    return str(value)
 
 
 def print_rows(title: str, rows: list[dict], json_out: Path | None = None) -> None:
@@ -19,7 +28,7 @@ def print_rows(title: str, rows: list[dict], json_out: Path | None = None) -> No
     for key in rows[0]:
         table.add_column(key)
     for row in rows:
-        table.add_row(*(f"{v:.1f}" if isinstance(v, float) else str(v) for v in row.values()))
+        table.add_row(*(format_value(v) for v in row.values()))
     console.print(table)
     if json_out:
         json_out.write_text(json.dumps(rows, indent=1))

@@ -23,6 +23,7 @@ from torch import nn
 
 from edgeva.errors import ModelError
 from edgeva.models.detections import COCO_NAMES, Detections, batched_nms
+from edgeva.registry import Registry
 
 __all__ = ["Detector", "Letterbox", "register_detector", "create_detector", "list_detectors", "frames_to_tensor"]
 
@@ -141,28 +142,18 @@ class Detector(nn.Module):
         return Detections(boxes.detach().numpy(), scores.detach().numpy(), classes.detach().numpy(), self.names)
 
 
-_REGISTRY: dict[str, Callable[..., Detector]] = {}
-
-
-def register_detector(name: str) -> Callable[[Callable[..., Detector]], Callable[..., Detector]]:
-    """Decorator: make a factory available to ``create_detector(name)``; names are unique."""
-
-    def wrap(factory: Callable[..., Detector]) -> Callable[..., Detector]:
-        if name in _REGISTRY:
-            raise ValueError(f"detector {name!r} is already registered")
-        _REGISTRY[name] = factory
-        return factory
-
-    return wrap
-
-
-def list_detectors() -> list[str]:
-    return sorted(_REGISTRY)
+DETECTORS: Registry[Callable[..., Detector]] = Registry("detector")
+register_detector = DETECTORS.register  # @register_detector(name): factory(**options) -> Detector
+list_detectors = DETECTORS.names
 
 
 def create_detector(name: str, **kwargs) -> Detector:
-    """Build a registered detector with its pretrained weights, in eval mode."""
-    if name not in _REGISTRY:
-        raise ModelError(f"model {name!r}: unknown (available: {', '.join(list_detectors())})")
-    model = _REGISTRY[name](**kwargs)
-    return model.eval().to(memory_format=torch.channels_last)
+    """Build a registered detector with its pretrained weights, in eval mode.
+
+    Keyword arguments are the detector's own options (``input_size``, ``score_threshold``...).
+    """
+    try:
+        factory = DETECTORS[name]
+    except ValueError as exc:
+        raise ModelError(f"model {name!r}: {exc}") from None
+    return factory(**kwargs).eval().to(memory_format=torch.channels_last)

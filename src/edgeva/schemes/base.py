@@ -23,6 +23,7 @@ import numpy as np
 
 from edgeva.models import Detections, Detector
 from edgeva.net import Exchange
+from edgeva.registry import Registry
 from edgeva.video import EncoderSettings
 
 __all__ = [
@@ -106,27 +107,22 @@ class Scheme(ABC):
         return ", ".join(f"{k}={v}" for k, v in self.config.items()) or "default"
 
 
-_SCHEMES: dict[str, type[Scheme]] = {}
+SCHEMES: Registry[type[Scheme]] = Registry("streaming scheme")
+list_schemes = SCHEMES.names
 
 
 def register_scheme(cls: type[Scheme]) -> type[Scheme]:
     """Class decorator: make a scheme available by its ``name``; names are unique."""
-    if cls.name in _SCHEMES:
-        raise ValueError(f"scheme {cls.name!r} is already registered")
-    _SCHEMES[cls.name] = cls
-    return cls
-
-
-def list_schemes() -> list[str]:
-    return list(_SCHEMES)
+    return SCHEMES.register(cls.name)(cls)
 
 
 def scheme_class(name: str) -> type[Scheme]:
     from edgeva.errors import ConfigError
 
-    if name not in _SCHEMES:
-        raise ConfigError(f"scheme {name!r}: unknown (available: {', '.join(_SCHEMES)})")
-    return _SCHEMES[name]
+    try:
+        return SCHEMES[name]
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def create_scheme(name: str, ctx: SchemeContext, **config: object) -> Scheme:

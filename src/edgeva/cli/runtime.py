@@ -1,0 +1,188 @@
+"""``edgeva cloud | edge | camera | cluster | results`` and ``edgeva bench policies | learning``:
+the distributed runtime (EdgeCam)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from edgeva.cli.app import app, bench_app, console, track
+from edgeva.cli.bench import format_value, print_rows
+from edgeva.errors import EdgevaError
+
+__all__ = ["print_summary"]
+
+ConfigOpt = Annotated[str, typer.Option("--config", "-c", help="Cluster YAML file, or the name of a shipped one (cluster).")]
+RunOpt = Annotated[str | None, typer.Option("--run", help="Run id the results are stored under (default: the config's `run`, else 'default').")]
+IdOpt = Annotated[int, typer.Option("--id", help="Which edge / camera of the config this is.")]
+
+
+def _logging(verbose: bool = True) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
+
+
+def _load(config: str, **overrides):
+    from edgeva.runtime.config import load_config
+
+    return load_config(config, **overrides)
+
+
+def _run_id(cfg, run: str | None) -> str:
+    return run or cfg.run or "default"
+
+
+@app.command()
+def cloud(config: ConfigOpt, run: RunOpt = None) -> None:
+    """Serve the cloud: golden model, region inference, labelling and retraining."""
+    from edgeva.runtime.cluster import serve_node
+
+    _logging()
+    cfg = _load(config)
+    serve_node(cfg, "cloud", run_id=_run_id(cfg, run))
+
+
+@app.command()
+def edge(config: ConfigOpt, node_id: IdOpt, run: RunOpt = None) -> None:
+    """Serve one edge node: local worker, offloading policy, info updater, drift collector."""
+    from edgeva.runtime.cluster import serve_node
+
+    _logging()
+    cfg = _load(config)
+    cfg.edge(node_id)
+    serve_node(cfg, "edge", edge_id=node_id, run_id=_run_id(cfg, run))
+
+
+@app.command()
+def camera(
+    config: ConfigOpt,
+    node_id: IdOpt,
+    run: RunOpt = None,
+    connect_timeout: Annotated[float, typer.Option(help="Seconds to wait for the first node to answer.")] = 10.0,
+) -> None:
+    """Run one camera: read, filter, encode, send to its edge; record every frame."""
+    from edgeva.runtime.cluster import run_camera
+
+    _logging()
+    cfg = _load(config)
+    cfg.camera(node_id)
+    stats = run_camera(cfg, node_id, run_id=_run_id(cfg, run), connect_timeout=connect_timeout)
+    logging.getLogger("edgeva.camera").info(
+        "camera %d: %d frames read, %s, %.1f KB sent, last node %s", node_id, stats.frames_read,
+        dict(stats.states), stats.bytes_sent / 1000, stats.node)
+
+
+def print_summary(summary: dict, title: str | None = None) -> None:
+    """The per-camera table of :func:`edgeva.runtime.summary.summarize`."""
+    columns = ["camera", "source", "read", "inferred", "reused", "dropped", "at_home", "at_other_edge", "at_cloud",
+               "at_assisted", "fps", "latency_ms", "p95_ms", "f1"]
+    table = Table(title=title or f"run {summary['run']}  policy {summary['policy']}  ({summary['status']})")
+    for column in columns:
+        table.add_column(column.removeprefix("at_") if column.startswith("at_") else column)
+    for row in [*summary["cameras"], summary["total"]]:
+        source = Path(str(row.get("source", ""))).stem
+        table.add_row(*(format_value(source if c == "source" else row.get(c, 0 if c.startswith("at_") else None)) for c in columns))
+    console.print(table)
+    for u in summary.get("model_updates", []):
+        console.print(f"{u['node']} retrained -> model v{u['version']}: {u['frames']} drift frames, {u['objects']} golden labels, "
+                      f"{u['epochs']} epochs, loss {u['loss_before']:.3f} -> {u['loss_after']:.3f}, {u['train_s']:.1f} s")
+
+
+def _write_json(path: Path | None, payload: object) -> None:
+    if path is None:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(payload, indent=1, default=str))
+    except OSError as exc:
+        raise EdgevaError(f"{path}: cannot write ({exc.strerror})") from None
+
+
+def _progress(items, description: str, total: int | None):
+    return track(items, description, total=total)
+
+
+@app.command()
+def cluster(
+    config: ConfigOpt = "cluster",
+    policy: Annotated[str | None, typer.Option(help="Override the config's offloading policy.")] = None,
+    db: Annotated[str | None, typer.Option(help="Override the results database URL or SQLite file.")] = None,
+    run: RunOpt = None,
+    logs: Annotated[Path, typer.Option(help="Folder for each service's log and the resolved config.")] = Path("runs/logs"),
+    evaluate: Annotated[bool, typer.Option(help="Compute F1 against the golden model on the original frames.")] = True,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the summary as JSON.")] = None,
+) -> None:
+    """Start cloud, edges and cameras as local processes, run the videos to the end, print the summary."""
+    from edgeva.runtime.cluster import new_run_id, run_cluster
+
+    _logging(verbose=False)
+    cfg = _load(config)
+    if policy is not None:
+        cfg = cfg.model_copy(update={"policy": cfg.policy.model_validate({**cfg.policy.model_dump(), "name": policy})})
+    if db is not None:
+        cfg = cfg.model_copy(update={"database": cfg.database.model_copy(update={"url": db})})
+    run_id = run or new_run_id(config)
+    console.print(f"run {run_id}: 1 cloud, {len(cfg.edges)} edges, {len(cfg.cameras)} cameras, policy {cfg.policy.name}; "
+                  f"logs in {logs / run_id}")
+    summary = run_cluster(cfg, run_id=run_id, log_dir=logs / run_id, evaluate=evaluate, progress=_progress)
+    print_summary(summary)
+    console.print(f"results database: {cfg.database.url}  (edgeva results --db {cfg.database.url} --run {run_id})")
+    _write_json(json_out, summary)
+    if summary["status"] == "interrupted":
+        raise typer.Exit(130)
+
+
+@app.command()
+def results(
+    db: Annotated[str, typer.Option(help="Results database URL or SQLite file.")],
+    run: Annotated[str | None, typer.Option(help="Run id (default: the latest run).")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the summary as JSON.")] = None,
+) -> None:
+    """Print the summary of a stored run."""
+    from edgeva.runtime.store import open_store
+    from edgeva.runtime.summary import latest_run, summarize
+
+    if "://" not in db and not Path(db).is_file():
+        raise EdgevaError(f"{db}: no such results database")
+    sessions = open_store(db)
+    summary = summarize(sessions, run or latest_run(sessions))
+    print_summary(summary)
+    _write_json(json_out, summary)
+
+
+@bench_app.command("policies")
+def bench_policies_cmd(
+    config: ConfigOpt = "cluster",
+    policies: Annotated[list[str] | None, typer.Option("--policy", help="Policies to compare (repeat; default: all four).")] = None,
+    logs: Annotated[Path, typer.Option(help="Folder for logs and the benchmark's database.")] = Path("runs/bench-policies"),
+    keep_filter: Annotated[bool, typer.Option(help="Keep the config's frame filter (default: every frame is sent).")] = False,
+    keep_retraining: Annotated[bool, typer.Option(help="Keep the config's retraining (default: off).")] = False,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the rows as JSON.")] = None,
+) -> None:
+    """Run the cluster once per offloading policy; print throughput, latency and F1 of each."""
+    from edgeva.bench.policies import bench_policies
+
+    _logging(verbose=False)
+    rows = bench_policies(_load(config), policies=policies, out_dir=logs, progress=_progress,
+                          keep_filter=keep_filter, keep_retraining=keep_retraining)
+    print_rows("offloading policies (all cameras together)", rows, json_out)
+
+
+@bench_app.command("learning")
+def bench_learning_cmd(
+    video: Annotated[str, typer.Option(help="Sample video or file where the edge model is weak.")] = "bottle-detection",
+    epochs: Annotated[int, typer.Option(help="Fine-tuning epochs.")] = 10,
+    window: Annotated[int, typer.Option(help="Frames seen by the drift collector.")] = 100,
+    keep: Annotated[int, typer.Option(help="Lowest-confidence frames kept for retraining.")] = 20,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the rows as JSON.")] = None,
+) -> None:
+    """One continuous-learning round: FastestDet's F1 vs YOLOX-Nano on held-out frames, before and after."""
+    from edgeva.bench.learning import bench_learning
+
+    rows = bench_learning(video, epochs=epochs, window=window, keep=keep)
+    print_rows(f"one retraining round on {video} (F1 vs golden on held-out frames)", rows, json_out)

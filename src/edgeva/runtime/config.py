@@ -1,0 +1,339 @@
+"""The runtime's configuration: one YAML file describing the whole topology.
+
+Typed pydantic models, one comment per field; unknown keys are errors. ``load_config`` maps
+a file onto them and turns every validation problem into one :class:`ConfigError` line that
+names the key (``edges[1].delay_factor: ...``). EdgeCam's knobs keep their meaning: filter
+feature and threshold, offloading policy, the retraining window, number of collected frames
+and epochs, the database connection, edge ids and destinations.
+
+Relative paths (database file, TLS files, video files) are relative to the current folder.
+"""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from edgeva.errors import ConfigError
+from edgeva.filtering import Feature
+from edgeva.net.link import Link
+from edgeva.runtime.encoding import SCHEMES
+from edgeva.runtime.policy import POLICIES
+from edgeva.runtime.worker import WORKERS
+
+__all__ = [
+    "LinkConfig", "SecurityConfig", "DatabaseConfig", "FilterConfig", "PolicyConfig", "RetrainConfig",
+    "NodeConfig", "CloudConfig", "EdgeConfig", "EncodingConfig", "CameraConfig", "ClusterConfig",
+    "load_config", "resolve_config_path", "CLOUD",
+]
+
+CLOUD = "cloud"  # the cloud's name wherever a node is named (fail-over lists, the `where` column)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LinkConfig(_Strict):
+    """An emulated network link into a node (all nodes share one machine's loopback)."""
+
+    bandwidth_mbps: float | None = Field(None, gt=0)  # None: not emulated (loopback speed)
+    rtt_ms: float = Field(0.0, ge=0)  # round-trip time added to every call
+
+    def as_link(self) -> Link | None:
+        if self.bandwidth_mbps is None and self.rtt_ms == 0:
+            return None
+        return Link(bandwidth_mbps=self.bandwidth_mbps or 1e6, streams=1, rtt_ms=self.rtt_ms, discipline="fifo")
+
+
+class SecurityConfig(_Strict):
+    token_env: str | None = None  # environment variable holding the shared token (preferred)
+    token: str | None = None  # the shared token itself; every call must carry it
+    tls_cert: Path | None = None  # PEM certificate of the services (enables TLS)
+    tls_key: Path | None = None  # PEM private key of tls_cert
+    tls_ca: Path | None = None  # PEM root clients trust; default: tls_cert itself (self-signed)
+    max_message_mb: float = Field(16.0, gt=0, le=1024)  # larger messages are rejected
+
+    @model_validator(mode="after")
+    def _pairs(self) -> SecurityConfig:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key must be given together")
+        if self.token is not None and self.token_env is not None:
+            raise ValueError("give token or token_env, not both")
+        for name in ("tls_cert", "tls_key", "tls_ca"):
+            path = getattr(self, name)
+            if path is not None and not path.is_file():
+                raise ValueError(f"{name}: no such file {path}")
+        if self.token_env is not None and not os.environ.get(self.token_env):
+            raise ValueError(f"token_env: environment variable {self.token_env} is not set")
+        return self
+
+    def shared_token(self) -> str | None:
+        return os.environ[self.token_env] if self.token_env else self.token
+
+    @property
+    def max_message_bytes(self) -> int:
+        return int(self.max_message_mb * 1024 * 1024)
+
+
+class DatabaseConfig(_Strict):
+    url: str = "runs/edgeva-runtime.db"  # SQLAlchemy URL, or a SQLite file path
+    batch_size: int = Field(64, ge=1)  # frames per committed batch
+    flush_s: float = Field(0.5, gt=0)  # commit at least this often
+
+
+class FilterConfig(_Strict):
+    enabled: bool = True  # False: every frame is sent
+    feature: Feature = "pixel"  # pixel | area | edge | corner (EdgeCam's filter features)
+    threshold: float = Field(0.01, ge=0, le=1)  # send when the difference to the last sent frame is >= this
+
+
+class PolicyConfig(_Strict):
+    name: str = "edge-shortest"  # offloading policy (see edgeva.runtime.policy)
+    cloud_threshold: int = Field(4, ge=1)  # shortest-cloud-threshold: cloud once every edge queue is this long
+    confidence: float = Field(0.5, gt=0, le=1)  # edge-cloud-assisted: edge objects below go to the cloud
+    region_floor: float = Field(0.15, gt=0, le=1)  # edge-cloud-assisted: weakest edge score that marks a region
+    latency_budget_ms: float = Field(400.0, gt=0)  # offload quality is chosen to arrive within this
+    info_interval_s: float = Field(0.1, gt=0)  # how often edges exchange queue lengths
+    offload_timeout_s: float = Field(20.0, gt=0)  # deadline of an offloaded frame or region, and of waiting for a queue slot
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        return POLICIES.check(name)
+
+    @model_validator(mode="after")
+    def _floor(self) -> PolicyConfig:
+        if self.region_floor > self.confidence:
+            raise ValueError(f"region_floor {self.region_floor} must not exceed confidence {self.confidence}")
+        return self
+
+
+class RetrainConfig(_Strict):
+    enabled: bool = False  # collect drift frames and fine-tune the edge model
+    window: int = Field(100, ge=2)  # locally inferred frames per collection window
+    frames: int = Field(10, ge=1)  # lowest-confidence frames kept from each window
+    epochs: int = Field(10, ge=1)  # fine-tuning epochs over the collected frames (batch 8)
+    learning_rate: float = Field(5e-4, gt=0)
+    max_rounds: int | None = Field(None, ge=1)  # stop after this many rounds per edge (None: no limit)
+
+    @model_validator(mode="after")
+    def _fits(self) -> RetrainConfig:
+        if self.frames > self.window:
+            raise ValueError(f"frames {self.frames} must not exceed window {self.window}")
+        return self
+
+
+class NodeConfig(_Strict):
+    """What edges and the cloud share: where they listen and how fast they may compute."""
+
+    host: str = "127.0.0.1"  # address other services use to reach this node
+    listen: str | None = None  # address to bind; default: host (loopback unless configured)
+    port: int = Field(0, ge=0, le=65535)  # 0: `edgeva cluster` picks a free port
+    model: str  # detector name (edgeva.models registry)
+    input_size: tuple[int, int] | None = None  # detector input (height, width); None: the model's default
+    threads: int = Field(1, ge=1)  # torch threads for inference
+    delay_factor: float = Field(1.0, ge=1.0)  # emulated compute budget: each inference takes this many times longer
+    fps_cap: float | None = Field(None, gt=0)  # emulated compute budget: at most this many frames a second
+    queue_size: int = Field(64, ge=1)  # inference queue bound; a full queue blocks the sender
+    link: LinkConfig = LinkConfig()  # emulated link from other nodes into this one
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+class CloudConfig(NodeConfig):
+    model: str = "yolox-nano"  # the golden model
+    link: LinkConfig = LinkConfig(bandwidth_mbps=20.0, rtt_ms=40.0)  # the edges' WAN uplink to the cloud
+
+
+class EdgeConfig(NodeConfig):
+    id: int = Field(ge=1)  # edge id (EdgeCam's edge_id); the node is called "edge-<id>"
+    model: str = "fastestdet"  # the lightweight model
+    worker: str = "detector"  # inference worker kind (edgeva.runtime.worker registry)
+    offload_workers: int = Field(4, ge=1)  # offloading thread pool size
+
+    @property
+    def name(self) -> str:
+        return f"edge-{self.id}"
+
+    @field_validator("worker")
+    @classmethod
+    def _known_worker(cls, worker: str) -> str:
+        return WORKERS.check(worker)
+
+
+class EncodingConfig(_Strict):
+    scheme: str = "uniform"  # chunk quality policy (edgeva.quality registry): uniform | accmpeg
+    crf: int = Field(28, ge=0, le=63)  # uniform: CRF of every block
+    checkpoint: Path | None = None  # accmpeg: the selector checkpoint
+    alpha: float = Field(0.2, ge=0, le=1)  # accmpeg: high quality where selector probability >= alpha
+    gamma: int | None = Field(None, ge=0)  # accmpeg: dilation in blocks (None: edgeva's default)
+    codec: str = "h264"  # h264 | hevc | vp9
+    preset: str = "veryfast"  # x264/x265 preset
+    chunk_frames: int = Field(5, ge=1, le=120)  # sent frames per chunk
+    max_chunk_wait_s: float = Field(1.0, gt=0)  # send a partial chunk once its first frame is this old
+
+    @field_validator("scheme")
+    @classmethod
+    def _known_scheme(cls, scheme: str) -> str:
+        return SCHEMES.check(scheme)
+
+    @model_validator(mode="after")
+    def _selector_given(self) -> EncodingConfig:
+        if self.scheme == "accmpeg":
+            if self.checkpoint is None:
+                raise ValueError("scheme accmpeg needs `checkpoint: PATH` (a selector from `edgeva selector train`)")
+            if not self.checkpoint.is_file():
+                raise ValueError(f"checkpoint {self.checkpoint}: no such selector checkpoint")
+        return self
+
+    @field_validator("codec")
+    @classmethod
+    def _known_codec(cls, codec: str) -> str:
+        from edgeva.video import CODECS
+
+        if codec not in CODECS:
+            raise ValueError(f"unknown codec {codec!r} (available: {', '.join(CODECS)})")
+        return codec
+
+
+class CameraConfig(_Strict):
+    id: int = Field(ge=1)  # camera id
+    source: str  # video file, image pattern (dir/%06d.png), RTSP/HTTP URL or sample-video name
+    edge: int  # id of the camera's home edge
+    failover: list[str] | None = None  # nodes to try when the home edge fails ("edge-2", "cloud"); default: other edges, then the cloud
+    start: int = Field(0, ge=0)  # first source frame
+    frames: int | None = Field(None, ge=1)  # read at most this many frames (None: to the end)
+    step: int = Field(1, ge=1)  # read every step-th frame
+    size: tuple[int, int] | None = None  # (width, height) to resize to
+    fps: float | None = Field(None, ge=0)  # pace reading at this rate; None: the source's rate; 0: as fast as possible
+    max_inflight: int = Field(4, ge=1)  # chunks sent and not yet answered
+    backlog: Literal["wait", "drop"] = "wait"  # when max_inflight chunks are out: wait, or drop new frames
+    encoding: EncodingConfig = EncodingConfig()
+    filter: FilterConfig | None = None  # overrides the cluster's filter for this camera
+    retries: int = Field(3, ge=0)  # attempts per node before failing over
+    backoff_s: float = Field(0.2, gt=0)  # first retry delay; doubles each attempt
+    deadline_s: float = Field(60.0, gt=0)  # per-call deadline of a chunk
+
+    @property
+    def name(self) -> str:
+        return f"camera-{self.id}"
+
+
+class ClusterConfig(_Strict):
+    run: str | None = None  # run id for the results database; `edgeva cluster` makes a fresh one
+    database: DatabaseConfig = DatabaseConfig()
+    security: SecurityConfig = SecurityConfig()
+    policy: PolicyConfig = PolicyConfig()
+    filter: FilterConfig = FilterConfig()
+    retraining: RetrainConfig = RetrainConfig()
+    cloud: CloudConfig = CloudConfig()
+    edges: list[EdgeConfig] = Field(min_length=1)
+    cameras: list[CameraConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _references(self) -> ClusterConfig:
+        edge_ids = [e.id for e in self.edges]
+        if len(set(edge_ids)) != len(edge_ids):
+            raise ValueError(f"edges: duplicate edge ids {edge_ids}")
+        camera_ids = [c.id for c in self.cameras]
+        if len(set(camera_ids)) != len(camera_ids):
+            raise ValueError(f"cameras: duplicate camera ids {camera_ids}")
+        if self.retraining.enabled:
+            for i, edge in enumerate(self.edges):
+                if edge.model != "fastestdet":
+                    raise ValueError(f"edges[{i}].model: retraining fine-tunes fastestdet, not {edge.model!r}")
+        nodes = {e.name for e in self.edges} | {CLOUD}
+        for i, cam in enumerate(self.cameras):
+            if cam.edge not in edge_ids:
+                raise ValueError(f"cameras[{i}].edge: no edge with id {cam.edge} (edges: {edge_ids})")
+            for name in cam.failover or []:
+                if name not in nodes:
+                    raise ValueError(f"cameras[{i}].failover: unknown node {name!r} (nodes: {', '.join(sorted(nodes))})")
+        return self
+
+    def edge(self, edge_id: int) -> EdgeConfig:
+        for edge in self.edges:
+            if edge.id == edge_id:
+                return edge
+        raise ConfigError(f"--id {edge_id}: no edge with that id (edges: {[e.id for e in self.edges]})")
+
+    def camera(self, camera_id: int) -> CameraConfig:
+        for cam in self.cameras:
+            if cam.id == camera_id:
+                return cam
+        raise ConfigError(f"--id {camera_id}: no camera with that id (cameras: {[c.id for c in self.cameras]})")
+
+    def camera_filter(self, camera: CameraConfig) -> FilterConfig:
+        return camera.filter or self.filter
+
+    def route(self, camera: CameraConfig) -> list[str]:
+        """Nodes a camera tries in order: its home edge, then its fail-over list."""
+        home = f"edge-{camera.edge}"
+        rest = camera.failover if camera.failover is not None else [e.name for e in self.edges if e.name != home] + [CLOUD]
+        return [home] + [n for n in rest if n != home]
+
+    def node(self, name: str) -> NodeConfig:
+        if name == CLOUD:
+            return self.cloud
+        return self.edge(int(name.removeprefix("edge-")))
+
+
+def _location(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "config"
+
+
+def _explain(exc: ValidationError) -> str:
+    problems = []
+    for err in exc.errors():
+        where = _location(err["loc"])
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            message = "unknown key"
+        problems.append(f"{where}: {message}")
+    return "; ".join(problems)
+
+
+def resolve_config_path(spec: str | Path) -> Path:
+    """A config argument: a file path, or the name of a config shipped with edgeva (``cluster``)."""
+    path = Path(spec)
+    if path.is_file():
+        return path
+    shipped = resources.files("edgeva") / "configs" / f"{path.stem}.yaml"
+    if path.parent == Path(".") and shipped.is_file():
+        return Path(str(shipped))
+    raise ConfigError(f"{spec}: no such config file")
+
+
+def load_config(spec: str | Path, **overrides: object) -> ClusterConfig:
+    """Read and validate a cluster config; ``overrides`` replace top-level keys.
+
+    Raises:
+        ConfigError: missing or unreadable file, bad YAML, or a bad key or value (named).
+    """
+    path = resolve_config_path(spec)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}: not valid YAML{where}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys at the top level")
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return ClusterConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {_explain(exc)}") from None

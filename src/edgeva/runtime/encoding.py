@@ -1,0 +1,24 @@
+"""How a runtime camera chooses the quality of each chunk: its ``encoding`` section mapped
+onto a quality policy from :mod:`edgeva.quality` (``uniform``, ``accmpeg``, or any
+registered with :func:`edgeva.quality.register_policy`)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from edgeva.quality import POLICIES, QualityOptions, QualityPolicy, list_policies, register_policy
+
+if TYPE_CHECKING:
+    from edgeva.runtime.config import EncodingConfig
+
+__all__ = ["SCHEMES", "create_scheme", "list_schemes", "register_scheme"]
+
+SCHEMES = POLICIES  # the camera config's `encoding.scheme` names a quality policy
+register_scheme = register_policy
+list_schemes = list_policies
+
+
+def create_scheme(config: EncodingConfig) -> QualityPolicy:
+    """The policy a camera's ``encoding`` section names (validated by the config already)."""
+    options = QualityOptions(crf=config.crf, selector=config.checkpoint, alpha=config.alpha, gamma=config.gamma)
+    return SCHEMES[config.scheme](options)
