@@ -53,7 +53,7 @@ def test_training_is_deterministic_and_records_its_setting(trained):
     meta = load_selector(path).meta
     assert meta.final_dnn == "yolox-nano" and (meta.crf_high, meta.crf_low) == (30, 40)
     assert meta.train_videos == ["people-detection.mp4", "store-aisle-detection.mp4"]
-    assert meta.accgrad_scale > 0 and meta.accgrad_threshold == 0.2 and (270, 480) in meta.frame_sizes
+    assert meta.accgrad_scale > 0 and meta.accgrad_threshold == 0.4 and (270, 480) in meta.frame_sizes and meta.backbone == "yolox-nano-fpn"
     assert 1 <= meta.best_epoch <= 3 and 0 <= meta.val_recall <= 1
 
 

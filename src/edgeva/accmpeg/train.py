@@ -42,7 +42,7 @@ class TrainConfig:
     val_fraction: float = 0.1  # the last part of each video's frames (a temporal split)
     crf_high: int = 30
     crf_low: int = 40
-    accgrad_threshold: float = 0.2  # of the AccGrad scale (below)
+    accgrad_threshold: float = 0.4  # of the AccGrad scale (below)
     accgrad_quantile: float = 99.0  # scale = this percentile of all training blocks' AccGrad
     pos_weight: float = 4.0  # cross-entropy weight of the high-quality class
     alpha: float = 0.2  # decision threshold for the reported recall/precision
@@ -50,10 +50,10 @@ class TrainConfig:
     lr: float = 2e-3
     weight_decay: float = 1e-4
     seed: int = 0
-    backbone: str = "yolox-nano"  # see edgeva.accmpeg.selector.BACKBONES
+    backbone: str = "yolox-nano-fpn"  # see edgeva.accmpeg.selector.BACKBONES
     input_scale: float = 1.0  # the selector runs on frames resized by this
     noise_sigma: float = 0.0  # > 0: also train on copies with pixel noise of this std (same masks)
-    scales: tuple[float, ...] = ()  # also train on frames resized by these factors (masks max-pooled)
+    scales: tuple[float, ...] = (0.75, 0.5)  # also train on frames resized by these (masks max-pooled)
     accgrad_batch: int = 2
     log: Callable[[str], None] = field(default=print, repr=False)
 

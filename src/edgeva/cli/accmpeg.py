@@ -104,7 +104,7 @@ def accgrad(
     model: Annotated[str, typer.Option(help="Final DNN.")] = "yolox-nano",
     frames: Annotated[int, typer.Option(help="Number of frames (from the start).")] = 20,
     crf_low: Annotated[int, typer.Option(help="Low quality L.")] = 40,
-    threshold: Annotated[float, typer.Option(help="Mask: AccGrad / (its 99th percentile) >= threshold.")] = 0.2,
+    threshold: Annotated[float, typer.Option(help="Mask: AccGrad / (its 99th percentile) >= threshold.")] = 0.4,
     png: Annotated[Path | None, typer.Option(help="Write overlays (frame, AccGrad heat, mask) into this folder.")] = None,
 ) -> None:
     """Compute AccGrad maps and ground-truth masks for inspection."""
@@ -147,7 +147,8 @@ def selector_train(
     frames_per_video: Annotated[int, typer.Option(help="Frames sampled evenly from each video.")] = 500,
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = 15,
     val_fraction: Annotated[float, typer.Option(help="Last fraction of each video's frames held out.")] = 0.1,
-    threshold: Annotated[float, typer.Option(help="Ground truth: AccGrad / scale >= threshold.")] = 0.2,
+    threshold: Annotated[float, typer.Option(help="Ground truth: AccGrad / scale >= threshold.")] = 0.4,
+    backbone: Annotated[str, typer.Option(help="yolox-nano-fpn, yolox-nano or shufflenetv2.")] = "yolox-nano-fpn",
     crf_high: Annotated[int, typer.Option(help="High quality.")] = 30,
     crf_low: Annotated[int, typer.Option(help="Low quality (L in AccGrad).")] = 40,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
@@ -159,7 +160,8 @@ def selector_train(
     names = [v for spec in videos for v in spec.split(",") if v]
     cfg = TrainConfig(
         videos=names, model=model, frames_per_video=frames_per_video, epochs=epochs, val_fraction=val_fraction,
-        accgrad_threshold=threshold, crf_high=crf_high, crf_low=crf_low, seed=seed, log=lambda m: console.print(m, markup=False),
+        accgrad_threshold=threshold, crf_high=crf_high, crf_low=crf_low, seed=seed, backbone=backbone,
+        log=lambda m: console.print(m, markup=False),
     )
     start = time.perf_counter()
     with progress() as bar:

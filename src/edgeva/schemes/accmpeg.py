@@ -8,11 +8,11 @@ from edgeva.accmpeg.camera import DEFAULT_GAMMA, AccMPEGQuality
 from edgeva.accmpeg.selector import QualitySelector, load_selector
 from edgeva.errors import ConfigError
 from edgeva.schemes.base import ChunkOutcome, Scheme, SchemeContext, register_scheme
-from edgeva.schemes.common import send_frames
+from edgeva.schemes.common import QUALITY_PAIRS, send_frames
 
 __all__ = ["AccMPEG", "ACCMPEG_ALPHAS"]
 
-ACCMPEG_ALPHAS = (0.05, 0.1, 0.2, 0.3, 0.5)
+ACCMPEG_ALPHAS = (0.2, 0.5, 0.8)
 _loaded: dict[str, QualitySelector] = {}
 
 
@@ -34,7 +34,7 @@ class AccMPEG(Scheme):
 
     @classmethod
     def sweep(cls, ctx: SchemeContext) -> list[dict]:
-        return [{"alpha": a} for a in ACCMPEG_ALPHAS]
+        return [{"alpha": a, "crf_high": high, "crf_low": low} for high, low in QUALITY_PAIRS for a in ACCMPEG_ALPHAS]
 
     def process(self, frames: list, first_frame: int) -> ChunkOutcome:
         start = time.perf_counter()

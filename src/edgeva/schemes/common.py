@@ -13,9 +13,15 @@ from edgeva.net import Exchange
 from edgeva.schemes.base import SchemeContext
 from edgeva.video import QualityMap, decode_chunk, encode_chunk, upsample
 
-__all__ = ["send_frames", "blank_outside", "carry_forward"]
+__all__ = ["send_frames", "blank_outside", "carry_forward", "QUALITY_PAIRS"]
 
 BLANK = 128  # grey: flat areas cost the encoder next to nothing
+
+# (crf_high, crf_low) pairs swept by the region-based schemes (AccMPEG, EAAR, DDS). The paper
+# fixes (30, 40) for detection on 720p driving video and (30, 51) for keypoints: the pair is a
+# per-task setting. The sample videos range from easy (bottles: F1 1.0 at CRF 46) to hard
+# (fruit: F1 0.9 needs CRF 22), so the sweeps shift the pair as AWStream's shifts its CRF.
+QUALITY_PAIRS = ((24, 34), (30, 40), (36, 46))
 
 
 def send_frames(

@@ -14,7 +14,7 @@ import numpy as np
 
 from edgeva.models import Detections
 from edgeva.schemes.base import ChunkOutcome, Scheme, SchemeContext, register_scheme
-from edgeva.schemes.common import blank_outside, send_frames
+from edgeva.schemes.common import QUALITY_PAIRS, blank_outside, send_frames
 from edgeva.video import boxes_to_mask
 
 __all__ = ["DDS"]
@@ -35,7 +35,7 @@ class DDS(Scheme):
 
     @classmethod
     def sweep(cls, ctx: SchemeContext) -> list[dict]:
-        return [{"crf_low": low} for low in (36, 40, 44, 48)]
+        return [{"crf_high": high, "crf_low": low} for high, low in QUALITY_PAIRS]
 
     def _feedback(self, result: Detections) -> np.ndarray:
         """Block mask of the regions to re-send: boxes above ``low_score`` that are not

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from edgeva.models import Detections
 from edgeva.schemes.base import ChunkOutcome, Scheme, SchemeContext, register_scheme
-from edgeva.schemes.common import send_frames
+from edgeva.schemes.common import QUALITY_PAIRS, send_frames
 from edgeva.video import QualityMap, boxes_to_mask
 
 __all__ = ["EAAR"]
@@ -28,7 +28,7 @@ class EAAR(Scheme):
 
     @classmethod
     def sweep(cls, ctx: SchemeContext) -> list[dict]:
-        return [{"crf_low": low, "gamma": g} for low in (36, 40, 44) for g in (1, 2)]
+        return [{"crf_high": high, "crf_low": low, "gamma": g} for high, low in QUALITY_PAIRS for g in (1, 2)]
 
     def process(self, frames: list, first_frame: int) -> ChunkOutcome:
         if self._previous is None:

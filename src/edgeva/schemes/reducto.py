@@ -31,7 +31,7 @@ class Reducto(Scheme):
 
     @classmethod
     def sweep(cls, ctx: SchemeContext) -> list[dict]:
-        return [{"feature": f, "threshold": t} for f in FEATURES for t in (0.005, 0.01, 0.02, 0.05)]
+        return [{"feature": f, "threshold": t, "crf": crf} for crf in (26, 34) for f in FEATURES for t in (0.005, 0.02, 0.05)]
 
     def process(self, frames: list, first_frame: int) -> ChunkOutcome:
         start = time.perf_counter()

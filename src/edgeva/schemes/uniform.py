@@ -12,7 +12,7 @@ from edgeva.video import resize_even
 
 __all__ = ["Uniform", "UNIFORM_CRFS"]
 
-UNIFORM_CRFS = (24, 28, 32, 36, 40, 44, 48)
+UNIFORM_CRFS = (22, 26, 30, 34, 38, 42, 46)
 
 
 @register_scheme

@@ -29,7 +29,7 @@ class Vigil(Scheme):
 
     @classmethod
     def sweep(cls, ctx: SchemeContext) -> list[dict]:
-        return [{"score": s} for s in (0.1, 0.2, 0.3, 0.5)]
+        return [{"score": s, "crf": crf} for crf in (24, 30) for s in (0.1, 0.3, 0.5)]
 
     def process(self, frames: list, first_frame: int) -> ChunkOutcome:
         start = time.perf_counter()
