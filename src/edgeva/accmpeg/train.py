@@ -5,10 +5,11 @@ The final DNN is taken out of the training loop: AccGrad maps are generated once
 per-macroblock binary segmenter with cross-entropy weighting the high-quality class 4x,
 keeping the checkpoint with the lowest validation loss.
 
-The ImageNet backbone stays frozen and its features are computed once per frame (and for
-the mirrored frame, as augmentation); only the three-layer head is trained. On a 2-core CPU
-this turns 15 epochs over ~1000 frames from tens of minutes into seconds; the backbone's
-ImageNet features are what the selector transfers to unseen videos.
+The pretrained backbone stays frozen and its features are computed once per frame, for the
+frame as is, mirrored and downscaled (augmentation: each epoch sees one random variant of
+each frame); only the three-layer head is trained. On a 2-core CPU this turns 15 epochs over
+~1000 frames from hours into minutes; the backbone's COCO-detection features are what the
+selector carries over to unseen videos.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from edgeva.errors import ConfigError
 from edgeva.models import create_detector, frames_to_tensor
 from edgeva.video import grid_shape, open_video, resize_even
 
-__all__ = ["TrainConfig", "train_selector", "sample_indices", "ground_truth_masks"]
+__all__ = ["TrainConfig", "train_selector", "evaluate_selector", "sample_indices", "ground_truth_masks"]
 
 
 @dataclass
@@ -52,7 +53,6 @@ class TrainConfig:
     seed: int = 0
     backbone: str = "yolox-nano-fpn"  # see edgeva.accmpeg.selector.BACKBONES
     input_scale: float = 1.0  # the selector runs on frames resized by this
-    noise_sigma: float = 0.0  # > 0: also train on copies with pixel noise of this std (same masks)
     scales: tuple[float, ...] = (0.75, 0.5)  # also train on frames resized by these (masks max-pooled)
     accgrad_batch: int = 2
     log: Callable[[str], None] = field(default=print, repr=False)
@@ -142,74 +142,65 @@ def train_selector(cfg: TrainConfig, *, on_stage: Callable[[str, int], Callable[
     scale = float(np.percentile(np.concatenate([m.ravel() for _, _, m in per_video]), cfg.accgrad_quantile))
     cfg.log(f"AccGrad for {sum(len(i) for _, i, _ in per_video)} frames in {time.perf_counter() - start:.0f} s; scale (p{cfg.accgrad_quantile:g}) = {scale:.4g}")
 
-    # 2. Frozen-backbone features, plus mirrored frames as augmentation.
+    # 2. Frozen-backbone features of every training frame in several variants (as is,
+    #    mirrored, downscaled): one random variant per frame and epoch is the augmentation.
     model = QualitySelector(cfg.backbone, input_scale=cfg.input_scale).load_pretrained()
     model.backbone.eval().to(memory_format=torch.channels_last)
-    train_f, train_m, val_f, val_m = [], [], [], []
+    train: list[list[tuple[torch.Tensor, torch.Tensor]]] = []
+    val_f, val_m = [], []
     sizes: set[tuple[int, int]] = set()
     step = tick("features", sum(len(i) for _, i, _ in per_video))
     for path, indices, maps in per_video:
         frames = _read(path, indices)
         sizes.add(frames[0].shape[:2])
         masks = torch.from_numpy(ground_truth_masks(maps, scale, cfg.accgrad_threshold).astype(np.float32))
-        n_val = int(round(len(indices) * cfg.val_fraction))
-        split = len(indices) - n_val
+        split = len(indices) - int(round(len(indices) * cfg.val_fraction))
         feats = _features(model, frames)
-        mirrored = _features(model, [f[:, ::-1].copy() for f in frames])
-        for _ in frames:
-            step()
-        rows, cols = masks.shape[1:]
+        val_f += [feats[i : i + 1] for i in range(split, len(indices))]
+        val_m += [masks[i : i + 1] for i in range(split, len(indices))]
+        variants = [[(feats[i : i + 1], masks[i : i + 1])] for i in range(split)]
         # A mirrored frame's blocks line up with the mirrored mask only when the padded width
         # is the frame width; otherwise the padding moves to the left and the grid shifts.
-        mirror_ok = feats.shape[3] == cols
-        if cfg.noise_sigma > 0:
-            rng_np = np.random.default_rng(cfg.seed)
-            noisy = _features(model, [np.clip(f + rng_np.normal(0, cfg.noise_sigma, f.shape), 0, 255).astype(np.uint8) for f in frames[:split]])
+        if feats.shape[3] == masks.shape[2]:
+            mirrored = _features(model, [f[:, ::-1].copy() for f in frames[:split]])
             for i in range(split):
-                train_f.append(noisy[i : i + 1])
-                train_m.append(masks[i : i + 1])
+                variants[i].append((mirrored[i : i + 1], masks[i : i + 1].flip(2)))
         for factor in cfg.scales:
             small = [resize_even(f, factor) for f in frames[:split]]
-            grid = grid_shape(*small[0].shape[:2])
-            pooled = F.adaptive_max_pool2d(masks[:split, None], grid)[:, 0]
+            pooled = F.adaptive_max_pool2d(masks[:split, None], grid_shape(*small[0].shape[:2]))[:, 0]
             feats_small = _features(model, small)
             for i in range(split):
-                train_f.append(feats_small[i : i + 1])
-                train_m.append(pooled[i : i + 1])
-        for i in range(len(indices)):
-            target_f, target_m = (train_f, train_m) if i < split else (val_f, val_m)
-            target_f.append(feats[i : i + 1])
-            target_m.append(masks[i : i + 1])
-            if i < split and mirror_ok:
-                train_f.append(mirrored[i : i + 1])
-                train_m.append(masks[i : i + 1].flip(2))
-    if not train_f:
+                variants[i].append((feats_small[i : i + 1], pooled[i : i + 1]))
+        train += variants
+        for _ in frames:
+            step()
+    if not train:
         raise ConfigError("no training frames: lower --val-fraction or raise --frames-per-video")
-    cfg.log(f"{len(train_f)} training maps (with mirrored), {len(val_f)} validation frames; "
-            f"{100 * torch.cat([m.flatten() for m in train_m]).mean():.1f}% of training blocks are high quality")
+    cfg.log(f"{len(train)} training frames ({sum(len(v) for v in train)} variants), {len(val_f)} validation frames; "
+            f"{100 * torch.cat([v[0][1].flatten() for v in train]).mean():.1f}% of training blocks are high quality")
 
     # 3. Train the head; keep the best epoch on validation loss.
     optimizer = torch.optim.AdamW(model.head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(cfg.epochs, 1))
     pos_weight = torch.tensor(cfg.pos_weight)
-    best, best_state, best_epoch = float("inf"), None, 0
-    by_shape: dict[tuple, list[int]] = {}
-    for i, f in enumerate(train_f):
-        by_shape.setdefault(tuple(f.shape), []).append(i)
+    best, best_state, best_epoch, best_val = float("inf"), None, 0, {}
     rng = random.Random(cfg.seed)
     step = tick("epochs", cfg.epochs)
     for epoch in range(1, cfg.epochs + 1):
         model.head.train()
+        by_shape: dict[tuple, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+        for variants in train:
+            feat, mask = rng.choice(variants)
+            by_shape.setdefault(tuple(feat.shape), []).append((feat, mask))
         batches = []
         for members in by_shape.values():
-            members = members[:]
             rng.shuffle(members)
             batches += [members[i : i + cfg.batch_size] for i in range(0, len(members), cfg.batch_size)]
         rng.shuffle(batches)
         total = 0.0
         for batch in batches:
-            feats = torch.cat([train_f[i] for i in batch]).float()
-            masks = torch.cat([train_m[i] for i in batch])
+            feats = torch.cat([f for f, _ in batch]).float()
+            masks = torch.cat([m for _, m in batch])
             logits = model.head(feats).squeeze(1)[:, : masks.shape[1], : masks.shape[2]]
             loss = F.binary_cross_entropy_with_logits(logits, masks, pos_weight=pos_weight)
             optimizer.zero_grad()
@@ -217,15 +208,14 @@ def train_selector(cfg: TrainConfig, *, on_stage: Callable[[str, int], Callable[
             optimizer.step()
             total += loss.item() * len(batch)
         scheduler.step()
-        val = _evaluate(model, val_f or train_f, val_m or train_m, cfg)
+        val = _evaluate(model, val_f or [v[0][0] for v in train], val_m or [v[0][1] for v in train], cfg)
         cfg.log(
-            f"epoch {epoch:2d}  train loss {total / len(train_f):.4f}  val loss {val['loss']:.4f}  "
+            f"epoch {epoch:2d}  train loss {total / len(train):.4f}  val loss {val['loss']:.4f}  "
             f"val recall {val['recall']:.3f}  precision {val['precision']:.3f}  (high {100 * val['high_fraction']:.1f}% of blocks at alpha {cfg.alpha})"
         )
         if val["loss"] < best:
-            best, best_epoch = val["loss"], epoch
+            best, best_epoch, best_val = val["loss"], epoch, val
             best_state = {k: v.clone() for k, v in model.state_dict().items()}
-            best_val = val
         step()
     model.load_state_dict(best_state)
     model.meta = SelectorMeta(
@@ -248,3 +238,39 @@ def train_selector(cfg: TrainConfig, *, on_stage: Callable[[str, int], Callable[
     )
     cfg.log(f"best epoch {best_epoch} (val loss {best:.4f}); total {time.perf_counter() - start:.0f} s")
     return model.eval().to(memory_format=torch.channels_last)
+
+
+def evaluate_selector(
+    selector: QualitySelector, video: str, *, frames: int = 60, alpha: float = 0.2, model: str | None = None,
+    on_frame: Callable[[int], None] | None = None,
+) -> dict[str, float]:
+    """Recall and precision of a selector's high-quality blocks against the ground-truth
+    AccGrad masks of a video (same final DNN, CRF and threshold as it was trained with).
+
+    Args:
+        selector: a trained selector (its ``meta`` gives the ground-truth setting).
+        video: path or sample name.
+        frames: evaluate on this many frames spread evenly over the video.
+        alpha: the selector's decision threshold.
+        model: final DNN for the ground truth (default: the one the selector was trained for).
+    """
+    meta = selector.meta
+    path = assets.resolve_video(video)
+    indices = sample_indices(path, frames)
+    detector = create_detector(model or meta.final_dnn)
+    maps = compute_accgrad(path, detector, indices, crf_low=meta.crf_low, on_frame=on_frame)
+    truth = ground_truth_masks(np.stack([maps[i] for i in indices]), meta.accgrad_scale, meta.accgrad_threshold)
+    predicted = np.concatenate([selector.predict(chunk) >= alpha for chunk in _batches(_read(path, indices), 8)])
+    tp = int((predicted & truth).sum())
+    return {
+        "frames": len(indices),
+        "truth_fraction": float(truth.mean()),
+        "selected_fraction": float(predicted.mean()),
+        "recall": tp / max(int(truth.sum()), 1),
+        "precision": tp / max(int(predicted.sum()), 1),
+    }
+
+
+def _batches(items: Sequence, size: int):
+    for i in range(0, len(items), size):
+        yield items[i : i + size]

@@ -180,6 +180,28 @@ def selector_train(
     )
 
 
+@selector_app.command("eval")
+def selector_eval(
+    selector: Annotated[Path, typer.Argument(help="Selector checkpoint.")],
+    videos: Annotated[list[str], typer.Option("--videos", help="Videos to check it on (repeat or comma-separate).")],
+    frames: Annotated[int, typer.Option(help="Frames per video, spread evenly.")] = 60,
+    alpha: Annotated[float, typer.Option(help="Decision threshold.")] = 0.2,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the rows as JSON.")] = None,
+) -> None:
+    """Recall/precision of the selector's high-quality blocks against ground-truth AccGrad masks."""
+    from edgeva.accmpeg.selector import load_selector
+    from edgeva.accmpeg.train import evaluate_selector
+    from edgeva.cli.bench import print_rows
+
+    model = load_selector(selector, warn=_warn)
+    rows = []
+    with progress() as bar:
+        for video in (v for spec in videos for v in spec.split(",") if v):
+            task = bar.add_task(f"AccGrad {Path(video).name}", total=frames)
+            rows.append({"video": Path(video).stem, **evaluate_selector(model, video, frames=frames, alpha=alpha, on_frame=lambda _i, t=task: bar.advance(t))})
+    print_rows(f"{selector.name} (trained on {', '.join(model.meta.train_videos)}) at alpha {alpha}", rows, json_out)
+
+
 @bench_app.command("camera")
 def bench_camera_cmd(
     selector: Annotated[Path | None, typer.Option(help="Selector checkpoint (default: ImageNet backbone with an untrained head; the cost is the same).")] = None,
