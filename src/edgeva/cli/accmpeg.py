@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Annotated
@@ -12,7 +11,7 @@ import numpy as np
 import typer
 
 from edgeva import assets
-from edgeva.cli.app import app, bench_app, console, err_console, progress
+from edgeva.cli.app import app, bench_app, console, err_console, progress, write_json
 from edgeva.errors import ConfigError, EdgevaError
 
 selector_app = typer.Typer(help="Train and inspect AccMPEG quality selectors.", no_args_is_help=True)
@@ -23,12 +22,6 @@ def _warn(message: str) -> None:
     err_console.print(f"edgeva: warning: {message}", markup=False, highlight=False)
 
 
-def _write_json(path: Path, payload: object) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(payload, indent=1))
-    except OSError as exc:
-        raise EdgevaError(f"{path}: cannot write ({exc.strerror})") from None
 
 
 @app.command()
@@ -90,7 +83,7 @@ def stream(
         "high_fraction": float(np.mean([c["high_fraction"] for c in chunks])), "chunks": chunks,
     }
     if json_out:
-        _write_json(json_out, stats)
+        write_json(json_out, stats)
     console.print(
         f"{n} frames in {len(chunks)} chunks -> {out}: {nbytes} bytes, {stats['kbps']:.1f} kbps, "
         f"{100 * stats['high_fraction']:.1f}% blocks high, camera {stats['camera_ms_per_frame']:.1f} ms/frame"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import TypeVar
 
 import typer
@@ -16,7 +18,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-__all__ = ["app", "bench_app", "console", "err_console", "progress", "track"]
+__all__ = ["app", "bench_app", "console", "err_console", "progress", "track", "write_json"]
 
 app = typer.Typer(
     name="edgeva",
@@ -54,3 +56,16 @@ def track(items: Iterable[T], description: str, total: int | None = None) -> Ite
         for item in items:
             yield item
             bar.advance(task)
+
+
+def write_json(path: Path | None, payload: object) -> None:
+    """Write ``payload`` as JSON (nothing when ``path`` is None); an unwritable path is one error line."""
+    from edgeva.errors import EdgevaError
+
+    if path is None:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(payload, indent=1, default=str))
+    except OSError as exc:
+        raise EdgevaError(f"{path}: cannot write ({exc.strerror})") from None

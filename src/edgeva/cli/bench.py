@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from edgeva.cli.app import bench_app, console
+from edgeva.cli.app import bench_app, console, write_json
 
 __all__ = ["print_rows", "format_value"]
 
@@ -30,8 +29,7 @@ def print_rows(title: str, rows: list[dict], json_out: Path | None = None) -> No
     for row in rows:
         table.add_row(*(format_value(v) for v in row.values()))
     console.print(table)
-    if json_out:
-        json_out.write_text(json.dumps(rows, indent=1))
+    write_json(json_out, rows)
 
 
 JsonOpt = Annotated[Path | None, typer.Option("--json", help="Also write the rows as JSON.")]

@@ -13,7 +13,7 @@ from rich.table import Table
 
 import edgeva
 from edgeva import assets
-from edgeva.cli.app import app, console, progress
+from edgeva.cli.app import app, console, progress, write_json
 from edgeva.errors import ConfigError, EdgevaError
 from edgeva.models import create_detector, list_detectors
 from edgeva.video import (
@@ -30,12 +30,6 @@ from edgeva.viz import draw_detections
 __all__ = ["parse_roi"]
 
 
-def _write_json(path: Path, payload: object) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(payload, indent=1))
-    except OSError as exc:
-        raise EdgevaError(f"{path}: cannot write ({exc.strerror})") from None
 
 
 @app.command()
@@ -100,7 +94,7 @@ def detect(
         writer.close()
     elapsed = time.perf_counter() - start
     if json_out:
-        _write_json(json_out, records)
+        write_json(json_out, records)
     console.print(f"{len(records)} frames in {elapsed:.1f} s ({len(records) / max(elapsed, 1e-9):.1f} fps); objects: "
                   + (", ".join(f"{k} x{v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])) or "none"))
     if json_out:
@@ -184,7 +178,7 @@ def encode(
         "out": str(out),
     }
     if json_out:
-        _write_json(json_out, stats)
+        write_json(json_out, stats)
     console.print(
         f"{count} frames -> {out}: {nbytes} bytes, {stats['kbps']:.1f} kbps, ROI {100 * stats['roi_fraction']:.1f}% of blocks, "
         f"{stats['encode_fps']:.1f} fps encode"

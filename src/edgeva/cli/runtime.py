@@ -3,7 +3,6 @@ the distributed runtime (EdgeCam)."""
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Annotated
@@ -11,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from edgeva.cli.app import app, bench_app, console, track
+from edgeva.cli.app import app, bench_app, console, track, write_json
 from edgeva.cli.bench import format_value, print_rows
 from edgeva.errors import EdgevaError
 
@@ -93,14 +92,6 @@ def print_summary(summary: dict, title: str | None = None) -> None:
                       f"{u['epochs']} epochs, loss {u['loss_before']:.3f} -> {u['loss_after']:.3f}, {u['train_s']:.1f} s")
 
 
-def _write_json(path: Path | None, payload: object) -> None:
-    if path is None:
-        return
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(payload, indent=1, default=str))
-    except OSError as exc:
-        raise EdgevaError(f"{path}: cannot write ({exc.strerror})") from None
 
 
 def _progress(items, description: str, total: int | None):
@@ -132,7 +123,7 @@ def cluster(
     summary = run_cluster(cfg, run_id=run_id, log_dir=logs / run_id, evaluate=evaluate, progress=_progress)
     print_summary(summary)
     console.print(f"results database: {cfg.database.url}  (edgeva results --db {cfg.database.url} --run {run_id})")
-    _write_json(json_out, summary)
+    write_json(json_out, summary)
     if summary["status"] == "interrupted":
         raise typer.Exit(130)
 
@@ -152,7 +143,7 @@ def results(
     sessions = open_store(db)
     summary = summarize(sessions, run or latest_run(sessions))
     print_summary(summary)
-    _write_json(json_out, summary)
+    write_json(json_out, summary)
 
 
 @bench_app.command("policies")
