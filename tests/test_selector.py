@@ -95,3 +95,19 @@ def test_pretrained_backbones_are_loaded(yolox):
     torch.testing.assert_close(darknet.backbone.stem.conv.conv.weight, yolox.backbone.backbone.stem.conv.conv.weight)
     with pytest.raises(ModelError, match="'vgg'"):
         QualitySelector("vgg")
+
+
+def test_eval_reuses_a_selector_across_final_dnns_with_a_warning(trained, tmp_path):
+    from edgeva.errors import EdgevaError
+    from edgeva.eval.harness import EvalConfig, evaluate
+
+    _, _, path = trained
+    notes = []
+    cfg = EvalConfig(videos=["people-detection"], schemes=["accmpeg"], model="fastestdet", selector=str(path), frames=10, sweep=False)
+    result = evaluate(cfg, log=notes.append)
+    assert any("trained on yolox-nano" in n and "fastestdet" in n for n in notes)
+    assert len(result.records) == 1 and result.records[0]["bytes"] > 0
+    corrupt = tmp_path / "cut.pt"
+    corrupt.write_bytes(path.read_bytes()[:3000])
+    with pytest.raises(EdgevaError, match="cut.pt"):
+        evaluate(EvalConfig(videos=["people-detection"], schemes=["accmpeg"], selector=str(corrupt), frames=10, sweep=False), log=notes.append)

@@ -196,7 +196,7 @@ def load_selector(path: str | Path, *, final_dnn: str | None = None, frame_size:
     if final_dnn is not None and meta.final_dnn != final_dnn:
         raise ModelError(
             f"{path}: selector was trained for final DNN {meta.final_dnn!r}, not {final_dnn!r} "
-            "(train one for it, or pass the reuse option to use it anyway)"
+            "(train one for it; `edgeva eval` reuses a selector across final DNNs with a warning)"
         )
     if frame_size is not None and meta.frame_sizes and warn is not None:
         ratios = [max(frame_size[1] / w, w / frame_size[1]) for _, w in meta.frame_sizes]

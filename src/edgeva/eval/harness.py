@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeva import assets
+from edgeva.accmpeg.selector import load_selector
 from edgeva.errors import ConfigError
 from edgeva.metrics import DetectionF1
 from edgeva.models import Detections, create_detector
@@ -172,8 +173,10 @@ def evaluate(cfg: EvalConfig, *, on_progress: Callable[[str, int], Callable[[], 
     selector_id = None
     if cfg.selector:
         sel = Path(cfg.selector)
-        if not sel.is_file():
-            raise ConfigError(f"{sel}: no such selector checkpoint")
+        meta = load_selector(sel).meta  # a missing or damaged checkpoint fails before any work
+        if meta.final_dnn != cfg.model:
+            log(f"warning: {sel} was trained on {meta.final_dnn}'s accuracy gradients; "
+                f"reusing it for final DNN {cfg.model} (AccMPEG's selector reuse)")
         selector_id = hashlib.sha256(sel.read_bytes()).hexdigest()[:16]
     records: list[dict] = []
     for spec in cfg.videos:
