@@ -85,6 +85,11 @@ def test_accmpeg_camera_lower_alpha_selects_more_and_chunks_decode(trained):
         assert chunk.policy_s > 0 and chunk.encode_s > 0
     assert fractions[0] >= fractions[1] >= fractions[2]
     assert fractions[0] > fractions[2]
+    warnings = []
+    policy = AccMPEGQuality(model, warn=warnings.append)
+    big = [np.zeros((1080, 1920, 3), np.uint8)] * 2
+    policy.quality(big, 0), policy.quality(big, 2)
+    assert len(warnings) == 1 and "1920" in warnings[0]  # told once per stream
 
 
 def test_pretrained_backbones_are_loaded(yolox):

@@ -94,4 +94,5 @@ def _accmpeg(options: QualityOptions) -> QualityPolicy:
         gamma=DEFAULT_GAMMA if options.gamma is None else options.gamma,
         crf_high=model.meta.crf_high if options.crf_high is None else options.crf_high,
         crf_low=model.meta.crf_low if options.crf_low is None else options.crf_low,
+        warn=options.warn,
     )

@@ -9,19 +9,19 @@ frame, then ROI encoding of the k frames with that map.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from edgeva.accmpeg.selector import QualitySelector
+from edgeva.accmpeg.selector import QualitySelector, scale_mismatch
 from edgeva.quality import QualityPolicy
 from edgeva.video import EncodedChunk, EncoderSettings, QualityMap, dilate, encode_chunk
 
 __all__ = ["AccMPEGQuality", "CameraChunk", "ChunkCamera", "DEFAULT_GAMMA"]
 
 # Dilation of the selected blocks, in blocks. The paper's 5 was for 1280x720 frames; chosen
-# for edgeva's sample videos (480x270 to 768x432) by measurement, see README ("gamma").
+# for edgeva's sample videos (480x270 to 768x432) by measurement, see README ("The camera").
 DEFAULT_GAMMA = 1
 
 
@@ -39,6 +39,7 @@ class AccMPEGQuality:
     gamma: int = DEFAULT_GAMMA
     crf_high: int = 30
     crf_low: int = 40
+    warn: Callable[[str], None] | None = None  # told once if frames are far from the training sizes
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.alpha <= 1.0:
@@ -48,6 +49,10 @@ class AccMPEGQuality:
         self.last_probabilities: np.ndarray | None = None
 
     def quality(self, frames: Sequence[np.ndarray], first_frame: int) -> QualityMap:
+        if self.warn is not None and (meta := getattr(self.selector, "meta", None)) is not None:
+            if message := scale_mismatch(meta, frames[0].shape[:2]):
+                self.warn(message)
+            self.warn = None  # once per stream
         probabilities = self.selector.predict(frames[:1])[0]
         self.last_probabilities = probabilities
         return QualityMap.two_level(dilate(probabilities >= self.alpha, self.gamma), crf_high=self.crf_high, crf_low=self.crf_low)

@@ -35,7 +35,7 @@ from edgeva.models import frames_to_tensor
 from edgeva.models.fastestdet import ShuffleNetV2
 from edgeva.video import grid_shape
 
-__all__ = ["QualitySelector", "SelectorMeta", "load_selector", "save_selector", "BACKBONES"]
+__all__ = ["QualitySelector", "SelectorMeta", "load_selector", "scale_mismatch", "save_selector", "BACKBONES"]
 
 BACKBONES = ("yolox-nano-fpn", "yolox-nano", "shufflenetv2")
 
@@ -166,6 +166,16 @@ def save_selector(model: QualitySelector, path: str | Path) -> None:
     torch.save({"format": "edgeva-selector", "state_dict": model.state_dict(), "meta": asdict(model.meta)}, path)
 
 
+def scale_mismatch(meta: SelectorMeta, frame_size: tuple[int, int]) -> str | None:
+    """Why frames of ``frame_size`` (h, w) are far from every training size (> 2x in width), or None."""
+    if not meta.frame_sizes:
+        return None
+    width = frame_size[1]
+    if min(max(width / w, w / width) for _, w in meta.frame_sizes) <= 2.0:
+        return None
+    return f"selector trained on widths {sorted({w for _, w in meta.frame_sizes})}, used at {width}: objects change scale, expect weaker selections"
+
+
 def load_selector(path: str | Path, *, final_dnn: str | None = None, frame_size: tuple[int, int] | None = None, warn=None) -> QualitySelector:
     """Load a checkpoint written by :func:`save_selector`.
 
@@ -198,9 +208,7 @@ def load_selector(path: str | Path, *, final_dnn: str | None = None, frame_size:
             f"{path}: selector was trained for final DNN {meta.final_dnn!r}, not {final_dnn!r} "
             "(train one for it; `edgeva eval` reuses a selector across final DNNs with a warning)"
         )
-    if frame_size is not None and meta.frame_sizes and warn is not None:
-        ratios = [max(frame_size[1] / w, w / frame_size[1]) for _, w in meta.frame_sizes]
-        if min(ratios) > 2.0:
-            warn(f"{path}: selector trained on widths {sorted({w for _, w in meta.frame_sizes})}, used at {frame_size[1]}: objects change scale, expect weaker selections")
     model.meta = meta
+    if frame_size is not None and warn is not None and (message := scale_mismatch(meta, frame_size)):
+        warn(f"{path}: {message}")
     return model.eval().to(memory_format=torch.channels_last)
