@@ -35,7 +35,7 @@ def _replay(ctx, name, **config):
     return [scheme.process(frames[i : i + 10], i) for i in range(0, 30, 10)]
 
 
-@pytest.mark.parametrize("name", [n for n in list_schemes() if n != "accmpeg"])  # accmpeg: see test_accmpeg_scheme
+@pytest.mark.parametrize("name", [n for n in list_schemes() if n != "accmpeg"])  # accmpeg: tests/test_selector.py (needs a trained selector)
 def test_every_scheme_returns_a_result_for_every_frame(ctx, name):
     outcomes = _replay(ctx, name)
     assert [o.first_frame for o in outcomes] == [0, 10, 20]

@@ -116,3 +116,24 @@ def test_eval_reuses_a_selector_across_final_dnns_with_a_warning(trained, tmp_pa
     corrupt.write_bytes(path.read_bytes()[:3000])
     with pytest.raises(EdgevaError, match="cut.pt"):
         evaluate(EvalConfig(videos=["people-detection"], schemes=["accmpeg"], selector=str(corrupt), frames=10, sweep=False), log=notes.append)
+
+
+def test_accmpeg_scheme_answers_every_frame_and_can_sample_frames(trained):
+    from edgeva.models import create_detector
+    from edgeva.schemes import SchemeContext, Server, create_scheme
+    from edgeva.video import EncoderSettings
+
+    _, _, path = trained
+    frames = frames_of("store-aisle-detection", 30)
+    ctx = SchemeContext(server=Server(create_detector("yolox-nano", score_threshold=0.1)), settings=EncoderSettings(fps=16.7),
+                        frame_size=frames[0].shape[:2], fps=16.7, selector_path=str(path))
+    sent, nbytes = {}, {}
+    for divisor in (1, 3):
+        scheme = create_scheme("accmpeg", ctx, alpha=0.5, fps_divisor=divisor)
+        scheme.reset()
+        outcomes = [scheme.process(frames[i : i + 10], i) for i in range(0, 30, 10)]
+        assert all(len(o.detections) == o.frames == 10 for o in outcomes)
+        assert all(0 < o.high_fraction < 1 for o in outcomes)
+        sent[divisor], nbytes[divisor] = sum(o.sent_frames for o in outcomes), sum(o.nbytes for o in outcomes)
+    assert sent == {1: 30, 3: 10}
+    assert nbytes[3] < nbytes[1]

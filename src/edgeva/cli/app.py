@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TypeVar
@@ -30,7 +31,8 @@ app = typer.Typer(
 bench_app = typer.Typer(help="Throughput benchmarks (figures, not tests).", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 
-console = Console()
+# Piped or logged output has no terminal width: rich would fold tables to 80 columns.
+console = Console(width=None if sys.stdout.isatty() else 200)
 err_console = Console(stderr=True)
 
 T = TypeVar("T")

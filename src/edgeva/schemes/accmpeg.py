@@ -1,4 +1,10 @@
-"""AccMPEG as a streaming scheme: the trained selector's macroblock map per chunk, ROI encoding."""
+"""AccMPEG as a streaming scheme: the trained selector's macroblock map per chunk, ROI encoding.
+
+Like the uniform baseline, it may also send only every d-th frame (results of the others are
+reused): AccMPEG decides how each sent frame is encoded, which is orthogonal to how many
+frames are sent, and denying it the knob the baseline has would compare frame rates, not
+encoders. ``fps_divisor=1`` is the paper's AccMPEG.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +13,9 @@ import time
 from edgeva.accmpeg.camera import DEFAULT_GAMMA, AccMPEGQuality
 from edgeva.accmpeg.selector import QualitySelector, load_selector
 from edgeva.errors import ConfigError
+from edgeva.models import Detections
 from edgeva.schemes.base import ChunkOutcome, Scheme, SchemeContext, register_scheme
-from edgeva.schemes.common import QUALITY_PAIRS, send_frames
+from edgeva.schemes.common import FPS_DIVISORS, QUALITY_PAIRS, carry_forward, sampled, send_frames
 
 __all__ = ["AccMPEG", "ACCMPEG_ALPHAS"]
 
@@ -21,7 +28,8 @@ class AccMPEG(Scheme):
     name = "accmpeg"
     description = "AccMPEG: camera-side selector picks high-quality macroblocks (CRF high/low ROI)"
 
-    def __init__(self, ctx: SchemeContext, *, alpha: float = 0.2, gamma: int = DEFAULT_GAMMA, crf_high: int | None = None, crf_low: int | None = None):
+    def __init__(self, ctx: SchemeContext, *, alpha: float = 0.2, gamma: int = DEFAULT_GAMMA, crf_high: int | None = None, crf_low: int | None = None,
+                 fps_divisor: int = 1):
         if not ctx.selector_path:
             raise ConfigError("scheme accmpeg needs a selector checkpoint (--selector)")
         if ctx.selector_path not in _loaded:
@@ -29,16 +37,30 @@ class AccMPEG(Scheme):
         selector = _loaded[ctx.selector_path]
         crf_high = selector.meta.crf_high if crf_high is None else crf_high
         crf_low = selector.meta.crf_low if crf_low is None else crf_low
-        super().__init__(ctx, alpha=alpha, gamma=gamma, crf_high=crf_high, crf_low=crf_low)
+        super().__init__(ctx, alpha=alpha, gamma=gamma, crf_high=crf_high, crf_low=crf_low, fps_divisor=fps_divisor)
         self.policy = AccMPEGQuality(selector, alpha=alpha, gamma=gamma, crf_high=crf_high, crf_low=crf_low)
+        self.fps_divisor = fps_divisor
+        self.reset()
+
+    def reset(self) -> None:
+        self._last = Detections.empty()
 
     @classmethod
     def sweep(cls, ctx: SchemeContext) -> list[dict]:
-        return [{"alpha": a, "crf_high": high, "crf_low": low} for high, low in QUALITY_PAIRS for a in ACCMPEG_ALPHAS]
+        return [
+            {"alpha": a, "crf_high": high, "crf_low": low, "fps_divisor": d}
+            for high, low in QUALITY_PAIRS for a in ACCMPEG_ALPHAS for d in FPS_DIVISORS
+        ]
 
     def process(self, frames: list, first_frame: int) -> ChunkOutcome:
+        keep = sampled(first_frame, len(frames), self.fps_divisor)
+        if not keep:
+            detections, self._last = carry_forward({}, len(frames), self._last)
+            return ChunkOutcome(first_frame, len(frames), [], detections, 0)
+        images = [frames[i] for i in keep]
         start = time.perf_counter()
-        quality = self.policy.quality(frames, first_frame)
+        quality = self.policy.quality(images, first_frame)  # the selector sees the first frame sent
         selector_s = time.perf_counter() - start
-        exchange, results = send_frames(self.ctx, frames, quality, first_frame, camera_s=selector_s)
-        return ChunkOutcome(first_frame, len(frames), [exchange], results, len(frames), quality.high_fraction)
+        exchange, results = send_frames(self.ctx, images, quality, first_frame, camera_s=selector_s)
+        detections, self._last = carry_forward(dict(zip(keep, results, strict=True)), len(frames), self._last)
+        return ChunkOutcome(first_frame, len(frames), [exchange], detections, len(keep), quality.high_fraction)

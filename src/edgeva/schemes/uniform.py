@@ -7,7 +7,7 @@ import time
 
 from edgeva.models import Detections
 from edgeva.schemes.base import ChunkOutcome, Scheme, SchemeContext, register_scheme
-from edgeva.schemes.common import carry_forward, send_frames
+from edgeva.schemes.common import FPS_DIVISORS, carry_forward, sampled, send_frames
 from edgeva.video import resize_even
 
 __all__ = ["Uniform", "UNIFORM_CRFS"]
@@ -32,14 +32,14 @@ class Uniform(Scheme):
     def sweep(cls, ctx: SchemeContext) -> list[dict]:
         return [
             {"crf": crf, "scale": scale, "fps_divisor": d}
-            for crf in UNIFORM_CRFS for scale in (1.0, 0.75, 0.5) for d in (1, 2, 3)
+            for crf in UNIFORM_CRFS for scale in (1.0, 0.75, 0.5) for d in FPS_DIVISORS
         ]
 
     def process(self, frames: list, first_frame: int) -> ChunkOutcome:
-        keep = [i for i in range(len(frames)) if (first_frame + i) % self.fps_divisor == 0]
+        keep = sampled(first_frame, len(frames), self.fps_divisor)
         start = time.perf_counter()
         images = [frames[i] if self.scale == 1.0 else resize_even(frames[i], self.scale) for i in keep]
         resize_s = time.perf_counter() - start
-        exchange, results = send_frames(self.ctx, images, self.crf, first_frame, camera_s=resize_s, fps=self.ctx.fps / self.fps_divisor)
+        exchange, results = send_frames(self.ctx, images, self.crf, first_frame, camera_s=resize_s)
         detections, self._last = carry_forward(dict(zip(keep, results, strict=True)), len(frames), self._last)
         return ChunkOutcome(first_frame, len(frames), [exchange] if keep else [], detections, len(keep))
