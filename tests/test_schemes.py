@@ -99,3 +99,22 @@ def test_eval_writes_the_documented_shapes(tmp_path):
     again = evaluate(cfg, log=lambda _m: None)  # cached: same numbers
     assert [r["f1"] for r in again.records] == [r["f1"] for r in result.records]
     assert np.isclose(again.records[0]["delay_mean_s"], result.records[0]["delay_mean_s"])
+
+
+def test_encoder_comparison_interpolates_uniform_between_crfs():
+    from edgeva.eval.harness import EvalResult
+    from edgeva.eval.report import encoder_comparison
+
+    def rec(scheme, f1, kb, **config):
+        return {"video": "v", "scheme": scheme, "f1": f1, "bytes": kb * 1000, "config": config}
+
+    records = [
+        rec("uniform", 0.80, 40, crf=38, scale=1.0, fps_divisor=1), rec("uniform", 0.96, 80, crf=34, scale=1.0, fps_divisor=1),
+        rec("uniform", 0.99, 10, crf=34, scale=0.5, fps_divisor=1),  # not full rate: ignored
+        rec("accmpeg", 0.88, 45, alpha=0.5, fps_divisor=1), rec("accmpeg", 0.85, 50, alpha=0.2, fps_divisor=1),  # dominated
+        rec("accmpeg", 0.99, 5, alpha=0.2, fps_divisor=3),  # not full rate: ignored
+    ]
+    rows = encoder_comparison(EvalResult(records, [], EvalConfig(videos=[], schemes=[]), 0.0))
+    assert len(rows) == 1 and rows[0]["uniform"]["config"]["crf"] == 34
+    assert rows[0]["uniform_bytes_at_f1"] == pytest.approx(60_000)  # halfway between 40 and 80 KB
+    assert rows[0]["bytes_saving_pct"] == pytest.approx(25.0)

@@ -40,7 +40,7 @@ def demo(
     from edgeva.accmpeg.train import TrainConfig, train_selector
     from edgeva.cli.evaluation import print_best
     from edgeva.eval.harness import EvalConfig, evaluate
-    from edgeva.eval.report import comparison, write_outputs
+    from edgeva.eval.report import comparison, encoder_comparison, write_outputs
     from edgeva.store.evaluation import save_eval
 
     out.mkdir(parents=True, exist_ok=True)
@@ -80,4 +80,14 @@ def demo(
                 f"{row['video']}: AccMPEG {ours['delay_mean_s']:.3f} s / {ours['bytes'] / 1000:.1f} KB vs best baseline "
                 f"{rival['scheme']} {rival['delay_mean_s']:.3f} s / {rival['bytes'] / 1000:.1f} KB: delay {row['delay_saving_pct']:+.1f}%, bytes {row['bytes_saving_pct']:+.1f}%"
             )
+    console.print("AccMPEG against uniform CRF at the same resolution and frame rate (report.md has every point):")
+    by_video: dict[str, list[dict]] = {}
+    for row in encoder_comparison(result):
+        if row["uniform"] is not None:
+            by_video.setdefault(row["video"], []).append(row)
+    for video, rows in by_video.items():
+        reaching = [r for r in rows if r["accmpeg"]["f1"] >= eval_cfg.target_f1]
+        row = min(reaching, key=lambda r: r["accmpeg"]["bytes"]) if reaching else max(rows, key=lambda r: r["accmpeg"]["f1"])
+        console.print(f"  {video}: F1 {row['accmpeg']['f1']:.3f} with {row['accmpeg']['bytes'] / 1000:.1f} KB vs uniform "
+                      f"{row['uniform_bytes_at_f1'] / 1000:.1f} KB: {row['bytes_saving_pct']:+.1f}% bytes")
     console.print(f"report: {paths['report']}\nplot:   {paths['plot']}\nrun {run_id} stored in {db} (`edgeva runs --db {db}`)")
