@@ -90,6 +90,17 @@ def test_accmpeg_camera_lower_alpha_selects_more_and_chunks_decode(trained):
     big = [np.zeros((1080, 1920, 3), np.uint8)] * 2
     policy.quality(big, 0), policy.quality(big, 2)
     assert len(warnings) == 1 and "1920" in warnings[0]  # told once per stream
+    assert policy.last_probabilities.shape == grid_shape(1080, 1920)  # looked at half size, mapped back to our grid
+
+
+def test_selector_runs_at_half_size_only_on_frames_about_twice_its_training_width():
+    from types import SimpleNamespace
+
+    from edgeva.accmpeg.camera import selector_scale
+
+    meta = SimpleNamespace(frame_sizes=[(432, 768)])
+    assert [selector_scale(meta, w) for w in (480, 768, 1024, 1280, 1920)] == [1.0, 1.0, 1.0, 0.5, 0.5]
+    assert selector_scale(SimpleNamespace(frame_sizes=[]), 1920) == 1.0
 
 
 def test_pretrained_backbones_are_loaded(yolox):
