@@ -1,0 +1,132 @@
+"""Measured event F1 of schedules on held-out video, and the budget / app-count tables.
+
+Measured event F1 replays each app's held-out scores (written by training; the runner
+computes the very same scores, see the tests) at the app's scheduled frame rate:
+
+* an event (a run of positive labels at the stream rate) is detected when any sampled frame
+  inside it fires;
+* the event-free stretches are cut into windows of the app's event length ``L``; a window
+  with any firing sampled frame is a false positive;
+* precision = detected / (detected + false-positive windows), recall = detected / events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from edgeva.errors import ConfigError
+from edgeva.mainstream.apps import AppsFolder
+from edgeva.mainstream.runner import FIRE, is_due
+from edgeva.mainstream.scheduler import Schedule, schedule
+
+__all__ = ["measure_event_f1", "evaluate_schedule", "budget_table", "app_count_table", "plot_tables", "BASELINES"]
+
+BASELINES = ("mainstream", "nosharing", "maxsharing")
+
+
+def measure_event_f1(labels: np.ndarray, scores: np.ndarray, video: np.ndarray, fps: float, stream_fps: float,
+                     window: int) -> dict[str, float]:
+    """Event-level recall / precision / F1 of one app sampled at ``fps`` (see the module docstring)."""
+    detected = events = alarms = windows = 0
+    for v in np.unique(video):
+        lab, sc = labels[video == v], scores[video == v]
+        fired = np.array([is_due(i, fps, stream_fps) for i in range(len(lab))]) & (sc >= FIRE)
+        edges = np.diff(np.concatenate([[0], lab.astype(np.int8), [0]]))
+        for a, b in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)):
+            events += 1
+            detected += bool(fired[a:b].any())
+        neg = np.diff(np.concatenate([[0], (~lab).astype(np.int8), [0]]))
+        for a, b in zip(np.flatnonzero(neg == 1), np.flatnonzero(neg == -1)):
+            for start in range(a, b, window):
+                windows += 1
+                alarms += bool(fired[start : min(b, start + window)].any())
+    recall = detected / events if events else 0.0
+    precision = detected / (detected + alarms) if detected + alarms else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"recall": recall, "precision": precision, "f1": f1, "events": events, "detected": detected,
+            "false_alarm_windows": alarms, "negative_windows": windows}
+
+
+def evaluate_schedule(folder: AppsFolder, sched: Schedule, apps: Sequence[int], heldout: dict[str, np.ndarray]) -> dict:
+    """The schedule (for the apps ``apps``) with per-app measured event F1."""
+    points = folder.freeze_points
+    row = sched.to_dict([folder.names[a] for a in apps])
+    measured = []
+    for entry, a, choice in zip(row["apps"], apps, sched.choices):
+        window = max(1, int(round(folder.manifest["apps"][a]["stats"]["event_length_s"] * folder.stream_fps)))
+        m = measure_event_f1(heldout["labels"][a], heldout["scores"][a, points.index(choice.freeze)], heldout["video"],
+                             choice.fps, folder.stream_fps, window)
+        entry["measured"] = m
+        measured.append(m["f1"])
+    row["measured_f1"] = float(np.mean(measured))
+    return row
+
+
+def _run(folder: AppsFolder, name: str, budget: float, apps: list[int], units: str, heldout: dict) -> dict:
+    try:
+        sched = schedule(name, folder.problem(apps, units=units), budget)
+    except ConfigError as exc:  # a budget below this scheduler's cheapest schedule: a gap in the table
+        return {"scheduler": name, "budget": budget, "infeasible": str(exc)}
+    row = evaluate_schedule(folder, sched, apps, heldout)
+    row["budget"] = budget
+    return row
+
+
+def budget_table(folder: AppsFolder, budgets: Sequence[float], *, schedulers: Sequence[str] = BASELINES,
+                 units: str = "stream", tick: Callable[[], None] | None = None) -> list[dict]:
+    """One row per (budget, scheduler) over all apps of the folder."""
+    heldout, apps = folder.heldout(), list(range(len(folder.specs)))
+    rows = []
+    for budget in budgets:
+        for name in schedulers:
+            rows.append(_run(folder, name, budget, apps, units, heldout))
+            if tick:
+                tick()
+    return rows
+
+
+def app_count_table(folder: AppsFolder, budget: float, counts: Sequence[int], *, schedulers: Sequence[str] = BASELINES,
+                    units: str = "stream", tick: Callable[[], None] | None = None) -> list[dict]:
+    """One row per (number of apps, scheduler) at a fixed budget; the first ``n`` apps are used."""
+    heldout = folder.heldout()
+    rows = []
+    for n in counts:
+        if n > len(folder.specs):
+            raise ConfigError(f"--app-counts {n}: the apps folder has only {len(folder.specs)} apps")
+        for name in schedulers:
+            row = _run(folder, name, budget, list(range(n)), units, heldout)
+            row["apps_count"] = n
+            rows.append(row)
+            if tick:
+                tick()
+    return rows
+
+
+def plot_tables(budget_rows: list[dict], count_rows: list[dict], path: str | Path) -> None:
+    """Measured (solid) and predicted (dashed) mean event F1 vs budget and vs number of apps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2 if count_rows else 1, figsize=(11 if count_rows else 6, 4), squeeze=False)
+    panels = [(axes[0][0], budget_rows, "budget", "budget (ms of compute per s of video)")]
+    if count_rows:
+        panels.append((axes[0][1], count_rows, "apps_count", "number of apps"))
+    for ax, rows, key, label in panels:
+        for name in dict.fromkeys(r["scheduler"] for r in rows):
+            ok = [r for r in rows if r["scheduler"] == name and "infeasible" not in r]
+            xs = [r[key] for r in ok]
+            line = ax.plot(xs, [r["measured_f1"] for r in ok], marker="o", label=f"{name} (measured)")[0]
+            ax.plot(xs, [r["mean_f1"] for r in ok], ls="--", color=line.get_color(), alpha=0.6)
+        ax.set_xlabel(label)
+        ax.set_ylabel("mean event F1")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
