@@ -123,8 +123,21 @@ def preprocess(frames: Sequence[np.ndarray] | np.ndarray, size: tuple[int, int] 
 
 
 @torch.inference_mode()
-def profile_latencies(base: BaseSegments, size: tuple[int, int] = INPUT_SIZE, repeats: int = 30) -> list[float]:
-    """Median ms at batch 1 of each of the six segments and of one app head (7 entries)."""
+def profile_latencies(base: BaseSegments, size: tuple[int, int] = INPUT_SIZE, repeats: int = 50) -> list[float]:
+    """Median ms at batch 1 on one thread of each of the six segments and of one app head (7 entries).
+
+    One thread, like the runner: on a shared 2-core box, two torch threads competing with
+    other processes make latencies swing by 10x; one thread keeps them comparable.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _profile(base, size, repeats)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _profile(base: BaseSegments, size: tuple[int, int], repeats: int) -> list[float]:
     x = torch.randn(1, 3, size[1], size[0])
     inputs = []
     for segment in base.segments:
