@@ -43,9 +43,8 @@ def sharing_ratio(base, images: list[np.ndarray], n_apps: int, freeze: int, repe
                 equal &= out[i] == r.step(image, 0)[0]
         best_shared = min(best_shared, shared.stats.compute_ms / len(images))
         best_single = min(best_single, min(r.stats.compute_ms for r in alone) / len(images))
-    return {"apps": n_apps, "freeze": FREEZE_POINTS[freeze], "shared_ms_per_frame": best_shared,
-            "one_app_ms_per_frame": best_single, "ratio": best_shared / best_single, "no_sharing_ratio": float(n_apps),
-            "equal_to_alone": bool(equal)}
+    return {"apps": n_apps, "freeze": FREEZE_POINTS[freeze], "shared_ms": best_shared, "one_app_ms": best_single,
+            "ratio": best_shared / best_single, "unshared_ratio": float(n_apps), "equal": bool(equal)}
 
 
 def bench_sharing(video: str = "store-aisle-detection", frames: int = 20, n_apps: int = 6, repeats: int = 3,

@@ -134,15 +134,17 @@ def run_cmd(
 
 def _print_rows(title: str, rows: list[dict], key: str) -> None:
     table = Table(title=title)
-    for col in (key, "scheduler", "predicted F1", "measured F1", "cost", "choices (freeze point @ fps)"):
+    for col in (key, "scheduler", "predicted F1", "measured F1", "cost (model)", "cost (measured)",
+                "choices (freeze point @ fps)"):
         table.add_column(col)
     for r in rows:
         if "infeasible" in r:
-            table.add_row(f"{r[key]:g}", r["scheduler"], "-", "-", "-", r["infeasible"])
+            table.add_row(f"{r[key]:g}", r["scheduler"], "-", "-", "-", "-", r["infeasible"])
             continue
         choices = ", ".join(f"{a['name']} {a['freeze']}@{a['fps']:g}" for a in r["apps"])
+        measured = "-" if r.get("measured_cost") is None else f"{r['measured_cost']:.1f}"
         table.add_row(f"{r[key]:g}", r["scheduler"], f"{r['mean_f1']:.3f}", f"{r['measured_f1']:.3f}",
-                      f"{r['cost']:.1f}", choices)
+                      f"{r['cost']:.1f}", measured, choices)
     console.print(table)
 
 
@@ -156,12 +158,17 @@ def eval_cmd(
     schedulers: Annotated[str, typer.Option(help="Schedulers to compare, comma-separated.")] = "mainstream,nosharing,maxsharing",
     videos: Annotated[list[str] | None, typer.Option("--videos", help="Accepted for symmetry with train: the held-out "
                                                      "part of the training videos is what is measured.")] = None,
+    cost_frames: Annotated[int, typer.Option(help="Held-out frames run to measure each schedule's real cost (0: skip).")] = 50,
     units: UnitsOpt = "stream",
 ) -> None:
     """Budgets x schedulers: predicted and measured event F1, choices, cost; and F1 by number of apps."""
+    import torch
+
     from edgeva.mainstream.apps import load_apps
+    from edgeva.mainstream.base import load_base
     from edgeva.mainstream.evaluate import app_count_table, budget_table, plot_tables
     from edgeva.mainstream.scheduler import SCHEDULERS
+    from edgeva.mainstream.train import load_stream
 
     folder = load_apps(apps_dir)
     if videos:
@@ -182,10 +189,19 @@ def eval_cmd(
         raise ConfigError(f"--app-counts {app_counts!r}: expected integers") from None
     counts = [n for n in counts if n <= len(folder.specs)]
     fixed = count_budget or values[len(values) // 2]
+    images = base = None
+    if cost_frames > 0:  # the held-out frames, from the label cache training filled
+        torch.set_num_threads(1)
+        m = folder.manifest
+        stream = load_stream(m["videos"], folder.stream_fps, limit=m.get("frames_per_video"))
+        images = stream.images[~stream.split(m["train_fraction"])][:cost_frames]
+        base = load_base()
     with progress() as bar:
         task = bar.add_task("schedule and measure", total=len(values) * len(names) + len(counts) * len(names))
-        rows = budget_table(folder, values, schedulers=names, units=_units(units), tick=lambda: bar.advance(task))
-        count_rows = app_count_table(folder, fixed, counts, schedulers=names, units=units, tick=lambda: bar.advance(task))
+        rows = budget_table(folder, values, schedulers=names, units=_units(units), tick=lambda: bar.advance(task),
+                            images=images, base=base)
+        count_rows = app_count_table(folder, fixed, counts, schedulers=names, units=units,
+                                     tick=lambda: bar.advance(task), images=images, base=base)
     _print_rows(f"mean event F1 by budget ({len(folder.specs)} apps, held-out frames)", rows, "budget")
     _print_rows(f"mean event F1 by number of apps (budget {fixed:g} ms/s)", count_rows, "apps_count")
     _write_json(out.with_suffix(".json"), {"apps": folder.names, "units": units, "budgets": rows,

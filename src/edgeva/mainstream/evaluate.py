@@ -8,6 +8,10 @@ computes the very same scores, see the tests) at the app's scheduled frame rate:
 * the event-free stretches are cut into windows of the app's event length ``L``; a window
   with any firing sampled frame is a false positive;
 * precision = detected / (detected + false-positive windows), recall = detected / events.
+
+Achieved cost is measured by running the schedule on held-out frames with the real runner
+(``measure_cost``): shared schedules through one :class:`SharedRunner`, no-sharing through
+one runner per app (each pays its whole network), in ms of compute per second of video.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from edgeva.mainstream.apps import AppsFolder
 from edgeva.mainstream.runner import FIRE, is_due
 from edgeva.mainstream.scheduler import Schedule, schedule
 
-__all__ = ["measure_event_f1", "evaluate_schedule", "budget_table", "app_count_table", "plot_tables", "BASELINES"]
+__all__ = ["measure_cost", "measure_event_f1", "evaluate_schedule", "budget_table", "app_count_table", "plot_tables", "BASELINES"]
 
 BASELINES = ("mainstream", "nosharing", "maxsharing")
 
@@ -50,6 +54,22 @@ def measure_event_f1(labels: np.ndarray, scores: np.ndarray, video: np.ndarray, 
             "false_alarm_windows": alarms, "negative_windows": windows}
 
 
+def measure_cost(folder: AppsFolder, sched: Schedule, apps: Sequence[int], images: np.ndarray, base) -> float:
+    """Measured ms of compute per second of video of ``sched`` on ``images`` (stream frames)."""
+    from edgeva.mainstream.runner import SharedRunner
+
+    branches = [folder.load_branch(a, c.freeze, base) for a, c in zip(apps, sched.choices)]
+    fps = [c.fps for c in sched.choices]
+    if sched.scheduler == "nosharing":
+        runners = [SharedRunner(base, [b], [f], folder.stream_fps) for b, f in zip(branches, fps)]
+    else:
+        runners = [SharedRunner(base, branches, fps, folder.stream_fps)]
+    for runner in runners:
+        for i, image in enumerate(images):
+            runner.step(image, i)
+    return sum(r.stats.compute_ms for r in runners) / (len(images) / folder.stream_fps)
+
+
 def evaluate_schedule(folder: AppsFolder, sched: Schedule, apps: Sequence[int], heldout: dict[str, np.ndarray]) -> dict:
     """The schedule (for the apps ``apps``) with per-app measured event F1."""
     points = folder.freeze_points
@@ -65,31 +85,36 @@ def evaluate_schedule(folder: AppsFolder, sched: Schedule, apps: Sequence[int], 
     return row
 
 
-def _run(folder: AppsFolder, name: str, budget: float, apps: list[int], units: str, heldout: dict) -> dict:
+def _run(folder: AppsFolder, name: str, budget: float, apps: list[int], units: str, heldout: dict,
+         images: np.ndarray | None, base) -> dict:
     try:
         sched = schedule(name, folder.problem(apps, units=units), budget)
     except ConfigError as exc:  # a budget below this scheduler's cheapest schedule: a gap in the table
         return {"scheduler": name, "budget": budget, "infeasible": str(exc)}
     row = evaluate_schedule(folder, sched, apps, heldout)
     row["budget"] = budget
+    row["measured_cost"] = measure_cost(folder, sched, apps, images, base) if images is not None else None
     return row
 
 
 def budget_table(folder: AppsFolder, budgets: Sequence[float], *, schedulers: Sequence[str] = BASELINES,
-                 units: str = "stream", tick: Callable[[], None] | None = None) -> list[dict]:
-    """One row per (budget, scheduler) over all apps of the folder."""
+                 units: str = "stream", tick: Callable[[], None] | None = None, images: np.ndarray | None = None,
+                 base=None) -> list[dict]:
+    """One row per (budget, scheduler) over all apps of the folder; with ``images`` (held-out
+    stream frames) and ``base``, the achieved cost is measured on them."""
     heldout, apps = folder.heldout(), list(range(len(folder.specs)))
     rows = []
     for budget in budgets:
         for name in schedulers:
-            rows.append(_run(folder, name, budget, apps, units, heldout))
+            rows.append(_run(folder, name, budget, apps, units, heldout, images, base))
             if tick:
                 tick()
     return rows
 
 
 def app_count_table(folder: AppsFolder, budget: float, counts: Sequence[int], *, schedulers: Sequence[str] = BASELINES,
-                    units: str = "stream", tick: Callable[[], None] | None = None) -> list[dict]:
+                    units: str = "stream", tick: Callable[[], None] | None = None, images: np.ndarray | None = None,
+                    base=None) -> list[dict]:
     """One row per (number of apps, scheduler) at a fixed budget; the first ``n`` apps are used."""
     heldout = folder.heldout()
     rows = []
@@ -97,7 +122,7 @@ def app_count_table(folder: AppsFolder, budget: float, counts: Sequence[int], *,
         if n > len(folder.specs):
             raise ConfigError(f"--app-counts {n}: the apps folder has only {len(folder.specs)} apps")
         for name in schedulers:
-            row = _run(folder, name, budget, list(range(n)), units, heldout)
+            row = _run(folder, name, budget, list(range(n)), units, heldout, images, base)
             row["apps_count"] = n
             rows.append(row)
             if tick:

@@ -296,7 +296,8 @@ def train_apps(specs: Sequence[AppSpec], videos: Sequence[str], out: str | Path,
         },
         "stream_fps": stream.fps, "videos": list(videos), "frames": int(len(stream.video)),
         "train_frames": int(len(train_idx)), "heldout_frames": int(len(test_idx)),
-        "train_fraction": opts.train_fraction, "epochs": opts.epochs, "fire_threshold": FIRE,
+        "frames_per_video": opts.frames_per_video, "train_fraction": opts.train_fraction, "epochs": opts.epochs,
+        "fire_threshold": FIRE,
         "apps": apps,
     }
     np.savez(out / "heldout.npz", labels=labels[:, test_idx], scores=scores, video=stream.video[test_idx])
