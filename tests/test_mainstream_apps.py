@@ -87,14 +87,14 @@ def test_eval_writes_tables(folder: Path, tmp_path: Path) -> None:
     result = json.loads(prefix.with_suffix(".json").read_text())
     assert prefix.with_suffix(".png").stat().st_size > 0
     rows = {(r["budget"], r["scheduler"]): r for r in result["budgets"]}
-    assert len(rows) == 9
+    assert len(rows) == 12  # 3 budgets x mainstream, f1-per-cost, nosharing, maxsharing
     for (budget, _), row in rows.items():
         if "infeasible" not in row:
             assert row["cost"] <= budget + 1e-6
             assert 0 <= row["measured_f1"] <= 1
     assert all("infeasible" not in r for (b, _), r in rows.items() if b == budgets[2])
     assert "below the cheapest" in rows[(budgets[0], "mainstream")]["infeasible"]
-    assert [r["apps_count"] for r in result["app_counts"]] == [2, 2, 2]
+    assert [r["apps_count"] for r in result["app_counts"]] == [2, 2, 2, 2]
 
 
 def test_run_command_and_feedback(folder: Path, tmp_path: Path) -> None:

@@ -110,3 +110,14 @@ def test_budget_below_cheapest_is_an_error() -> None:
         schedule("mainstream", oracle_problem(), 10)
     with pytest.raises(ConfigError, match="unknown scheduler"):
         schedule("nope", oracle_problem(), 400)
+
+
+def test_fractional_fps_for_every_scheduler() -> None:
+    problem = random_problem(random.Random(3), 3)
+    tight = problem.cost([Choice(7, 1.0)] * 3) * 0.8  # below 1 fps for all at the deepest point
+    with pytest.raises(ConfigError, match="below the cheapest"):
+        schedule("mainstream", problem, tight)
+    problem.fractional = True
+    for name in ("mainstream", "f1-per-cost", "maxsharing"):
+        result = schedule(name, problem, tight)
+        assert result.cost <= tight + 1e-9 and min(c.fps for c in result.choices) < 1

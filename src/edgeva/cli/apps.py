@@ -17,6 +17,7 @@ apps_app = typer.Typer(help="Mainstream: apps sharing a base DNN, scheduled with
 app.add_typer(apps_app, name="apps")
 
 UnitsOpt = Annotated[str, typer.Option(help="Event-length units of the accuracy model: stream or published.")]
+FractionalOpt = Annotated[bool, typer.Option(help="Let every scheduler run apps below 1 fps (published: only no-sharing).")]
 
 
 def _units(units: str) -> str:
@@ -68,12 +69,12 @@ def train_cmd(
             return lambda: bar.advance(task)
 
         manifest = train_apps(specs, names, out, opts, progress=tick)
-    table = Table("app", "L (s)", "e", "c", *(f"p/q {n}" for n in manifest["base"]["freeze_points"].values()))
+    points = manifest["base"]["freeze_points"]
+    console.print("per app: L (s), e, c; then p/q at " + ", ".join(points.values()))
     for a in manifest["apps"]:
         st = a["stats"]
-        table.add_row(a["name"], f"{st['event_length_s']:.1f}", f"{st['event_frequency']:.2f}", f"{st['correlation']:.2f}",
-                      *(f"{a['recall'][k]:.2f}/{a['false_positive'][k]:.2f}" for k in manifest["base"]["freeze_points"]))
-    console.print(table)
+        console.print(f"  {a['name']:<16} L {st['event_length_s']:5.1f}  e {st['event_frequency']:.2f}  c {st['correlation']:.2f}  "
+                      + "  ".join(f"{a['recall'][k]:.2f}/{a['false_positive'][k]:.2f}" for k in points), highlight=False)
     lat = manifest["base"]["layer_latencies_ms"]
     console.print("segment latencies (ms, batch 1): " + ", ".join(
         f"{n} {v:.2f}" for n, v in zip([*manifest["base"]["segments"], "head"], lat)))
@@ -90,6 +91,7 @@ def run_cmd(
     frames: Annotated[int | None, typer.Option(help="At most this many stream frames.")] = None,
     feedback: Annotated[bool, typer.Option(help="Re-schedule when the measured cost is > 20% off the budget.")] = True,
     units: UnitsOpt = "stream",
+    fractional_fps: FractionalOpt = False,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the run's statistics as JSON here.")] = None,
 ) -> None:
     """Run the scheduled apps over a video, sharing the base; print achieved fps and real cost."""
@@ -102,7 +104,7 @@ def run_cmd(
 
     torch.set_num_threads(1)  # the cost model's latencies are single-stream; keep runs comparable
     folder = load_apps(apps_dir)
-    runner = AdaptiveRunner(folder, budget, scheduler, units=_units(units), feedback=feedback)
+    runner = AdaptiveRunner(folder, budget, scheduler, units=_units(units), feedback=feedback, fractional=fractional_fps)
     first = runner.schedule
     path = assets.resolve_video(video)
     with progress() as bar:
@@ -155,11 +157,12 @@ def eval_cmd(
     out: Annotated[Path, typer.Option(help="Output prefix: writes PREFIX.json and PREFIX.png.")] = Path("runs/apps-eval"),
     app_counts: Annotated[str, typer.Option(help="App counts for the fixed-budget table (first N apps).")] = "2,3,6,9",
     count_budget: Annotated[float | None, typer.Option(help="Budget of the app-count table (default: the middle budget).")] = None,
-    schedulers: Annotated[str, typer.Option(help="Schedulers to compare, comma-separated.")] = "mainstream,nosharing,maxsharing",
+    schedulers: Annotated[str, typer.Option(help="Schedulers to compare, comma-separated.")] = "mainstream,f1-per-cost,nosharing,maxsharing",
     videos: Annotated[list[str] | None, typer.Option("--videos", help="Accepted for symmetry with train: the held-out "
                                                      "part of the training videos is what is measured.")] = None,
     cost_frames: Annotated[int, typer.Option(help="Held-out frames run to measure each schedule's real cost (0: skip).")] = 50,
     units: UnitsOpt = "stream",
+    fractional_fps: FractionalOpt = False,
 ) -> None:
     """Budgets x schedulers: predicted and measured event F1, choices, cost; and F1 by number of apps."""
     import torch
@@ -199,12 +202,12 @@ def eval_cmd(
     with progress() as bar:
         task = bar.add_task("schedule and measure", total=len(values) * len(names) + len(counts) * len(names))
         rows = budget_table(folder, values, schedulers=names, units=_units(units), tick=lambda: bar.advance(task),
-                            images=images, base=base)
+                            images=images, base=base, fractional=fractional_fps)
         count_rows = app_count_table(folder, fixed, counts, schedulers=names, units=units,
-                                     tick=lambda: bar.advance(task), images=images, base=base)
+                                     tick=lambda: bar.advance(task), images=images, base=base, fractional=fractional_fps)
     _print_rows(f"mean event F1 by budget ({len(folder.specs)} apps, held-out frames)", rows, "budget")
     _print_rows(f"mean event F1 by number of apps (budget {fixed:g} ms/s)", count_rows, "apps_count")
-    _write_json(out.with_suffix(".json"), {"apps": folder.names, "units": units, "budgets": rows,
+    _write_json(out.with_suffix(".json"), {"apps": folder.names, "units": units, "fractional_fps": fractional_fps, "budgets": rows,
                                            "app_counts": count_rows, "count_budget": fixed})
     plot_tables(rows, count_rows, out.with_suffix(".png"))
     console.print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.png')}")

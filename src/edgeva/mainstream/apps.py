@@ -116,9 +116,10 @@ class AppsFolder:
             ))
         return out
 
-    def problem(self, apps: list[int] | None = None, *, units: str = "stream",
-                latencies: list[float] | None = None) -> Problem:
-        return Problem(self.profiles(apps), latencies or self.layer_latencies, self.stream_fps, units=units)  # type: ignore[arg-type]
+    def problem(self, apps: list[int] | None = None, *, units: str = "stream", latencies: list[float] | None = None,
+                fractional: bool = False) -> Problem:
+        return Problem(self.profiles(apps), latencies or self.layer_latencies, self.stream_fps, units=units,  # type: ignore[arg-type]
+                       fractional=fractional)
 
     def load_branch(self, app: int, freeze: int, base) -> torch.nn.Module:
         """The app's branch at ``freeze`` (a :class:`~edgeva.mainstream.base.Branch`), eval mode.

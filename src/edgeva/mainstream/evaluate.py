@@ -28,7 +28,7 @@ from edgeva.mainstream.scheduler import Schedule, schedule
 
 __all__ = ["measure_cost", "measure_event_f1", "evaluate_schedule", "budget_table", "app_count_table", "plot_tables", "BASELINES"]
 
-BASELINES = ("mainstream", "nosharing", "maxsharing")
+BASELINES = ("mainstream", "f1-per-cost", "nosharing", "maxsharing")
 
 
 def measure_event_f1(labels: np.ndarray, scores: np.ndarray, video: np.ndarray, fps: float, stream_fps: float,
@@ -86,9 +86,9 @@ def evaluate_schedule(folder: AppsFolder, sched: Schedule, apps: Sequence[int], 
 
 
 def _run(folder: AppsFolder, name: str, budget: float, apps: list[int], units: str, heldout: dict,
-         images: np.ndarray | None, base) -> dict:
+         images: np.ndarray | None, base, fractional: bool) -> dict:
     try:
-        sched = schedule(name, folder.problem(apps, units=units), budget)
+        sched = schedule(name, folder.problem(apps, units=units, fractional=fractional), budget)
     except ConfigError as exc:  # a budget below this scheduler's cheapest schedule: a gap in the table
         return {"scheduler": name, "budget": budget, "infeasible": str(exc)}
     row = evaluate_schedule(folder, sched, apps, heldout)
@@ -99,14 +99,14 @@ def _run(folder: AppsFolder, name: str, budget: float, apps: list[int], units: s
 
 def budget_table(folder: AppsFolder, budgets: Sequence[float], *, schedulers: Sequence[str] = BASELINES,
                  units: str = "stream", tick: Callable[[], None] | None = None, images: np.ndarray | None = None,
-                 base=None) -> list[dict]:
+                 base=None, fractional: bool = False) -> list[dict]:
     """One row per (budget, scheduler) over all apps of the folder; with ``images`` (held-out
     stream frames) and ``base``, the achieved cost is measured on them."""
     heldout, apps = folder.heldout(), list(range(len(folder.specs)))
     rows = []
     for budget in budgets:
         for name in schedulers:
-            rows.append(_run(folder, name, budget, apps, units, heldout, images, base))
+            rows.append(_run(folder, name, budget, apps, units, heldout, images, base, fractional))
             if tick:
                 tick()
     return rows
@@ -114,7 +114,7 @@ def budget_table(folder: AppsFolder, budgets: Sequence[float], *, schedulers: Se
 
 def app_count_table(folder: AppsFolder, budget: float, counts: Sequence[int], *, schedulers: Sequence[str] = BASELINES,
                     units: str = "stream", tick: Callable[[], None] | None = None, images: np.ndarray | None = None,
-                    base=None) -> list[dict]:
+                    base=None, fractional: bool = False) -> list[dict]:
     """One row per (number of apps, scheduler) at a fixed budget; the first ``n`` apps are used."""
     heldout = folder.heldout()
     rows = []
@@ -122,7 +122,7 @@ def app_count_table(folder: AppsFolder, budget: float, counts: Sequence[int], *,
         if n > len(folder.specs):
             raise ConfigError(f"--app-counts {n}: the apps folder has only {len(folder.specs)} apps")
         for name in schedulers:
-            row = _run(folder, name, budget, list(range(n)), units, heldout, images, base)
+            row = _run(folder, name, budget, list(range(n)), units, heldout, images, base, fractional)
             row["apps_count"] = n
             rows.append(row)
             if tick:

@@ -127,17 +127,18 @@ class AdaptiveRunner:
         scheduler: a registered scheduler name.
         units: event-length units of the accuracy model.
         feedback: re-schedule when the measured cost is > 20% off the budget.
+        fractional: let the scheduler run apps below 1 fps.
         base: a loaded base (else loaded here).
     """
 
     TOLERANCE = 0.2
 
     def __init__(self, folder: AppsFolder, budget: float, scheduler: str = "mainstream", *, units: str = "stream",
-                 feedback: bool = True, base: BaseSegments | None = None):
+                 feedback: bool = True, fractional: bool = False, base: BaseSegments | None = None):
         if scheduler == "nosharing":
             raise ConfigError("the runner shares a base; run nosharing schedules through `edgeva apps eval`")
         self.folder, self.budget, self.scheduler, self.feedback = folder, budget, scheduler, feedback
-        self.problem = folder.problem(units=units)
+        self.problem = folder.problem(units=units, fractional=fractional)
         self.base = base or load_base()
         self._branches: dict[tuple[int, int], Branch] = {}
         self.schedule_budget = budget
@@ -183,7 +184,7 @@ class AdaptiveRunner:
                 new = schedule(self.scheduler, self.problem, target)
             except ConfigError:  # the budget is below the cheapest schedule as measured: keep the cheapest
                 new = schedule(self.scheduler, self.problem, self.problem.cost(
-                    [Choice(max(a.recall), 1.0) for a in self.problem.apps]))
+                    [Choice(max(a.recall), self.problem.fps_options()[0]) for a in self.problem.apps]))
             entry.update(rescheduled=True, new_schedule_budget=target)
             log.info("measured %.1f ms/s vs budget %.1f: rescheduled with budget %.1f", measured, self.budget, target)
             self.schedule_budget, self.schedule = target, new

@@ -93,12 +93,14 @@ class Problem:
         layer_latencies: ms per layer of the base DNN at batch 1 (``N`` entries).
         stream_fps: ``F``; integer fps options are ``1..F``.
         units: event-length units of the accuracy model (see :mod:`.accuracy`).
+        fractional: let every scheduler, not only no-sharing, run apps below 1 fps.
     """
 
     apps: Sequence[AppProfile]
     layer_latencies: Sequence[float]
     stream_fps: int
     units: Units = "stream"
+    fractional: bool = False
     _loss: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -117,7 +119,7 @@ class Problem:
 
     def fps_options(self, fractional: bool = False) -> list[float]:
         whole = [float(f) for f in range(1, int(self.stream_fps) + 1)]
-        return list(FRACTIONAL_FPS) + whole if fractional else whole
+        return list(FRACTIONAL_FPS) + whole if fractional or self.fractional else whole
 
     def latency(self, start: int, stop: int) -> float:
         return self._prefix[stop] - self._prefix[start]
@@ -279,7 +281,7 @@ def maxsharing(problem: Problem, budget: float) -> Schedule:
     """Every app at the deepest freeze point (only the last layers are its own); frame
     rates chosen by the F1-per-cost greedy."""
     deepest = [max(a.recall) for a in problem.apps]
-    start = [Choice(k, 1.0) for k in deepest]
+    start = [Choice(k, problem.fps_options()[0]) for k in deepest]
     _check_budget(problem, budget, start, True, "max-sharing")
     options = [_options(problem, i, [k], False) for i, k in enumerate(deepest)]
     return problem.make("maxsharing", _greedy(problem, budget, start, options, shared=True, rule="gain"))
