@@ -6,6 +6,7 @@ import random
 
 import pytest
 
+from edgeva.bench.apps import random_problem
 from edgeva.errors import ConfigError
 from edgeva.mainstream.accuracy import EventStats, event_f1, miss_probability
 from edgeva.mainstream.scheduler import SCHEDULERS, AppProfile, Choice, Problem, schedule
@@ -52,19 +53,6 @@ def test_accuracy_model_units() -> None:
     # more samples never hurt recall for c < 1
     misses = [miss_probability(0.5, EventStats(2.0, 0.2, 0.3), 10, f) for f in range(1, 11)]
     assert all(a >= b - 1e-12 for a, b in zip(misses, misses[1:]))
-
-
-def random_problem(rng: random.Random, n_apps: int) -> Problem:
-    layers = [rng.uniform(0.5, 3.0) for _ in range(8)]
-    points = [2, 4, 6, 7]
-    apps = []
-    for i in range(n_apps):
-        base = rng.uniform(0.5, 0.95)
-        recall = {k: max(0.05, base - 0.1 * j + rng.uniform(-0.05, 0.05)) for j, k in enumerate(points)}
-        fp = {k: rng.uniform(0.01, 0.2) for k in points}
-        stats = EventStats(rng.uniform(0.3, 3.0), rng.uniform(0.05, 0.5), rng.uniform(0.0, 0.5))
-        apps.append(AppProfile(f"a{i}", stats, recall, fp))
-    return Problem(apps, layers, stream_fps=5)
 
 
 @pytest.mark.parametrize("seed", range(12))

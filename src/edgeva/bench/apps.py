@@ -53,3 +53,40 @@ def bench_sharing(video: str = "store-aisle-detection", frames: int = 20, n_apps
     base = load_base()
     images = _frames(video, frames)
     return [sharing_ratio(base, images, n_apps, k, repeats) for k in FREEZE_POINTS]
+
+
+def random_problem(rng, n_apps: int, stream_fps: int = 5):
+    """A small random scheduling instance: 8 layers, freeze points 2, 4, 6, 7; recall falls
+    with deeper freezing, false positives, event stats and latencies random."""
+    from edgeva.mainstream.accuracy import EventStats
+    from edgeva.mainstream.scheduler import AppProfile, Problem
+
+    layers = [rng.uniform(0.5, 3.0) for _ in range(8)]
+    points = [2, 4, 6, 7]
+    apps = []
+    for i in range(n_apps):
+        top = rng.uniform(0.5, 0.95)
+        recall = {k: max(0.05, top - 0.1 * j + rng.uniform(-0.05, 0.05)) for j, k in enumerate(points)}
+        fp = {k: rng.uniform(0.01, 0.2) for k in points}
+        stats = EventStats(rng.uniform(0.3, 3.0), rng.uniform(0.05, 0.5), rng.uniform(0.0, 0.5))
+        apps.append(AppProfile(f"a{i}", stats, recall, fp))
+    return Problem(apps, layers, stream_fps=stream_fps)
+
+
+def bench_schedulers(instances: int = 40, n_apps: int = 3) -> list[dict]:
+    """Mean F1 gap of the greedy schedulers to the exact search on random small instances."""
+    import random
+
+    from edgeva.mainstream.scheduler import Choice, schedule
+
+    gaps: dict[str, list[float]] = {"mainstream": [], "f1-per-cost": []}
+    for seed in range(instances):
+        rng = random.Random(seed)
+        problem = random_problem(rng, n_apps)
+        floor = problem.cost([Choice(7, 1.0)] * n_apps)
+        budget = floor + rng.uniform(0.1, 1.0) * (problem.total_latency * problem.stream_fps * n_apps - floor)
+        exact = schedule("exhaustive", problem, budget).mean_f1
+        for name in gaps:
+            gaps[name].append(exact - schedule(name, problem, budget).mean_f1)
+    return [{"scheduler": n, "instances": instances, "mean_gap": float(np.mean(g)), "max_gap": float(np.max(g)),
+             "exact_hits": int(sum(x < 1e-9 for x in g))} for n, g in gaps.items()]

@@ -229,3 +229,17 @@ def bench_apps_cmd(
         raise ConfigError("--apps and --frames must be at least 1")
     print_rows(f"{n_apps} apps sharing the base prefix vs one app (ms per frame, best of 3)",
                bench_sharing(video, frames, n_apps, threads=threads), json_out)
+
+
+@bench_app.command("schedulers")
+def bench_schedulers_cmd(
+    instances: Annotated[int, typer.Option(help="Random instances (3 apps, 4 freeze points, F = 5).")] = 40,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the rows as JSON.")] = None,
+) -> None:
+    """Mean-F1 gap of the greedy schedulers to the exact search on random small instances."""
+    from edgeva.bench.apps import bench_schedulers
+    from edgeva.cli.bench import print_rows
+
+    if instances < 1:
+        raise ConfigError("--instances must be at least 1")
+    print_rows("greedy vs exact (mean F1 gap)", bench_schedulers(instances), json_out)
