@@ -5,7 +5,8 @@ Frame by frame, an app with rate ``f`` is due on the frames where ``floor(i f / 
 apps, once, keeping its activation at every freeze point; each due app's branch starts from
 the activation at its own freeze point. Compute is timed per segment and per branch.
 
-:class:`AdaptiveRunner` adds Mainstream's feedback loop: after every second of video it
+:class:`AdaptiveRunner` adds Mainstream's feedback loop: after every window of video (at
+least 2 s, and long enough for the slowest app to run twice; the first window is warm-up) it
 compares the measured cost (ms of compute per second of video) with the budget; when they
 differ by more than 20% and the cost model's prediction was off by as much, it re-runs the
 scheduler with the budget scaled by predicted / measured cost, so the next schedule fits the
@@ -161,10 +162,17 @@ class AdaptiveRunner:
     def choices(self) -> tuple[Choice, ...]:
         return self.schedule.choices
 
+    @property
+    def window_frames(self) -> int:
+        """Frames per feedback window: at least 2 s of video, and long enough for the slowest
+        app to run twice (a 0.1 fps app makes one-second windows read 0 or 10x the mean)."""
+        slowest = min(c.fps for c in self.schedule.choices)
+        return math.ceil(self.problem.stream_fps * max(2.0, 2.0 / slowest))
+
     def step(self, image: np.ndarray) -> dict[int, float]:
         out = self.runner.step(image, self.index)
         self.index += 1
-        if self.runner.stats.frames >= self.problem.stream_fps:
+        if self.runner.stats.frames >= self.window_frames:
             self._close_window()
         return out
 
@@ -177,7 +185,8 @@ class AdaptiveRunner:
         self._accumulate(stats)
         off_budget = abs(measured - self.budget) > self.TOLERANCE * self.budget
         off_model = predicted > 0 and abs(measured / predicted - 1) > self.TOLERANCE
-        if self.feedback and off_budget and off_model and measured > 0:
+        warm = len(self.history) > 0  # the first window pays for one-off warm-up (allocations, caches)
+        if self.feedback and warm and off_budget and off_model and measured > 0:
             # the cost model was off by measured / predicted: ask for what fits the real budget
             target = self.budget * predicted / measured
             try:
