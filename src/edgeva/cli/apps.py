@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from edgeva.cli.app import app, bench_app, console, progress
+from edgeva.cli.app import app, bench_app, console, err_console, progress
 from edgeva.errors import ConfigError, EdgevaError
 
 apps_app = typer.Typer(help="Mainstream: apps sharing a base DNN, scheduled within a compute budget.",
@@ -24,6 +24,25 @@ def _units(units: str) -> str:
     if units not in ("stream", "published"):
         raise ConfigError(f"--units {units!r}: expected stream or published")
     return units
+
+
+def _bars():
+    """A progress display that leaves nothing behind, so an error stays one line on stderr."""
+    from rich.progress import Progress
+
+    shown = progress()
+    return Progress(*shown.columns, console=err_console, transient=True, disable=not err_console.is_terminal)
+
+
+def _check_video(video: str) -> str:
+    """The resolved path of ``video``, after decoding its first frame (bad input fails early)."""
+    from edgeva import assets
+    from edgeva.video import open_video
+
+    path = assets.resolve_video(video)
+    for _ in open_video(path, limit=1):
+        break
+    return path
 
 
 def _write_json(path: Path, payload: object) -> None:
@@ -62,8 +81,12 @@ def train_cmd(
     names = [v.strip() for item in videos for v in item.split(",") if v.strip()]
     if epochs < 1 or max_train_frames < 8:
         raise ConfigError("--epochs must be >= 1 and --max-train-frames >= 8")
+    if fps < 1:
+        raise ConfigError(f"--fps {fps}: must be at least 1")
+    for name in names:
+        _check_video(name)
     opts = TrainOptions(stream_fps=fps, frames_per_video=frames, epochs=epochs, max_train_frames=max_train_frames)
-    with progress() as bar:
+    with _bars() as bar:
         def tick(description: str, total: int):
             task = bar.add_task(description, total=total or None)
             return lambda: bar.advance(task)
@@ -97,17 +120,16 @@ def run_cmd(
     """Run the scheduled apps over a video, sharing the base; print achieved fps and real cost."""
     import torch
 
-    from edgeva import assets
     from edgeva.mainstream.apps import load_apps
     from edgeva.mainstream.runner import AdaptiveRunner
     from edgeva.mainstream.train import _resample
 
     torch.set_num_threads(1)  # the cost model's latencies are single-stream; keep runs comparable
     folder = load_apps(apps_dir)
+    path = _check_video(video)
     runner = AdaptiveRunner(folder, budget, scheduler, units=_units(units), feedback=feedback, fractional=fractional_fps)
     first = runner.schedule
-    path = assets.resolve_video(video)
-    with progress() as bar:
+    with _bars() as bar:
         task = bar.add_task(f"apps on {Path(path).name}", total=frames)
         for image in _resample(path, folder.stream_fps, frames):
             runner.step(image)
@@ -174,6 +196,7 @@ def eval_cmd(
     from edgeva.mainstream.train import load_stream
 
     folder = load_apps(apps_dir)
+    _units(units)
     if videos:
         names = [v.strip() for item in videos for v in item.split(",") if v.strip()]
         if names != folder.manifest["videos"]:
@@ -199,7 +222,7 @@ def eval_cmd(
         stream = load_stream(m["videos"], folder.stream_fps, limit=m.get("frames_per_video"))
         images = stream.images[~stream.split(m["train_fraction"])][:cost_frames]
         base = load_base()
-    with progress() as bar:
+    with _bars() as bar:
         task = bar.add_task("schedule and measure", total=len(values) * len(names) + len(counts) * len(names))
         rows = budget_table(folder, values, schedulers=names, units=_units(units), tick=lambda: bar.advance(task),
                             images=images, base=base, fractional=fractional_fps)
