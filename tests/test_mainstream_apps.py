@@ -143,6 +143,9 @@ def test_bad_input_gives_one_line(folder: Path, tmp_path: Path) -> None:
                    "unknown COCO class 'persn'")
     one_line_error(edgeva("apps", "run", "store-aisle-detection", "--apps", str(folder), "--budget", "0.01"),
                    "below the cheapest")
+    one_line_error(edgeva("apps", "train", "--videos", "people-detection", "--apps", "car>=5", "--out", str(tmp_path / "y")),
+                   "car>=5: no event")
+    one_line_error(edgeva("apps", "run", "nosuch.mp4", "--apps", str(folder), "--budget", "10"), "nosuch.mp4")
     broken = tmp_path / "broken"
     shutil.copytree(folder, broken)
     next((broken / "weights").rglob("freeze-3.pt")).unlink()

@@ -194,7 +194,7 @@ def base_features(base: BaseSegments, images: np.ndarray, batch: int = 64) -> di
 
 @dataclass(frozen=True)
 class TrainOptions:
-    stream_fps: int = 10  # F: every video is resampled to this rate
+    stream_fps: int = 5  # F: every video is resampled to this rate
     frames_per_video: int | None = None  # keep at most this many stream frames per video
     train_fraction: float = 0.6  # first part of each video trains, the rest is held out
     max_train_frames: int = 600  # subsample training frames to at most this many
