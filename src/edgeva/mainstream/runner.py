@@ -7,10 +7,11 @@ the activation at its own freeze point. Compute is timed per segment and per bra
 
 :class:`AdaptiveRunner` adds Mainstream's feedback loop: after every window of video (at
 least 2 s, and long enough for the slowest app to run twice; the first window is warm-up) it
-compares the measured cost (ms of compute per second of video) with the budget; when they
-differ by more than 20% and the cost model's prediction was off by as much, it re-runs the
-scheduler with the budget scaled by predicted / measured cost, so the next schedule fits the
-budget as the machine really runs it.
+compares the measured cost (ms of compute per second of video) with the budget. It keeps a
+smoothed slowdown (measured / predicted cost); when the measured cost is more than 20% off
+the budget and the slowdown has drifted more than 20% from the one the current schedule was
+made with, it re-runs the scheduler with the budget divided by the slowdown, so the next
+schedule fits the budget as the machine really runs it.
 
 The ``apps`` inference worker (``edges[].worker: apps``) runs this inside an edge node.
 """
@@ -144,7 +145,9 @@ class AdaptiveRunner:
         self._branches: dict[tuple[int, int], Branch] = {}
         self.schedule_budget = budget
         self.schedule = schedule(scheduler, self.problem, budget)
-        self.history: list[dict] = []  # one entry per window of one second of video
+        self.history: list[dict] = []  # one entry per feedback window
+        self.slowdown: float | None = None  # smoothed measured / predicted cost
+        self.slowdown_used = 1.0  # the slowdown the current schedule was computed with
         self.total = RunStats()
         self.runner = self._build(self.schedule)
         self.index = 0
@@ -183,12 +186,18 @@ class AdaptiveRunner:
         entry = {"frame": self.index, "measured_cost": measured, "predicted_cost": predicted,
                  "schedule_budget": self.schedule_budget, "achieved_fps": stats.achieved_fps(fps), "rescheduled": False}
         self._accumulate(stats)
+        if not self.history or measured <= 0 or predicted <= 0:  # the first window pays one-off warm-up
+            self.history.append(entry)
+            return
+        # The machine's slowdown against the cost model, smoothed over windows: one window's
+        # ratio is noisy (which apps were due, other processes), and re-scheduling on it oscillates.
+        ratio = measured / predicted
+        self.slowdown = ratio if self.slowdown is None else 0.5 * self.slowdown + 0.5 * ratio
+        entry["slowdown"] = self.slowdown
         off_budget = abs(measured - self.budget) > self.TOLERANCE * self.budget
-        off_model = predicted > 0 and abs(measured / predicted - 1) > self.TOLERANCE
-        warm = len(self.history) > 0  # the first window pays for one-off warm-up (allocations, caches)
-        if self.feedback and warm and off_budget and off_model and measured > 0:
-            # the cost model was off by measured / predicted: ask for what fits the real budget
-            target = self.budget * predicted / measured
+        drifted = abs(self.slowdown / self.slowdown_used - 1) > self.TOLERANCE
+        if self.feedback and off_budget and drifted:
+            target = self.budget / self.slowdown  # what the cost model may spend so the machine spends the budget
             try:
                 new = schedule(self.scheduler, self.problem, target)
             except ConfigError:  # the budget is below the cheapest schedule as measured: keep the cheapest
@@ -196,7 +205,7 @@ class AdaptiveRunner:
                     [Choice(max(a.recall), self.problem.fps_options()[0]) for a in self.problem.apps]))
             entry.update(rescheduled=True, new_schedule_budget=target)
             log.info("measured %.1f ms/s vs budget %.1f: rescheduled with budget %.1f", measured, self.budget, target)
-            self.schedule_budget, self.schedule = target, new
+            self.schedule_budget, self.schedule, self.slowdown_used = target, new, self.slowdown
             self.runner = self._build(new)
         self.history.append(entry)
 
