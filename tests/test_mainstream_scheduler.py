@@ -109,3 +109,15 @@ def test_fractional_fps_for_every_scheduler() -> None:
     for name in ("mainstream", "f1-per-cost", "maxsharing"):
         result = schedule(name, problem, tight)
         assert result.cost <= tight + 1e-9 and min(c.fps for c in result.choices) < 1
+
+
+def test_published_rule_never_takes_a_move_to_perfect_f1() -> None:
+    """The published score is loss-after / branch-cost, compared with '>' against 0: a move
+    that makes an app perfect scores 0 and is never taken. Faithfully kept; f1-per-cost takes it."""
+    stats = EventStats(event_length_s=5.0, event_frequency=0.3, correlation=0.0)
+    app = AppProfile("a", stats, {1: 1.0, 2: 0.1}, {1: 0.0, 2: 0.1})
+    problem = Problem([app], [1.0, 1.0, 1.0], stream_fps=2)
+    assert problem.loss(0, Choice(1, 1.0)) == pytest.approx(0.0)
+    published = schedule("mainstream", problem, 100)
+    assert published.choices[0].freeze == 2 and published.mean_loss > 0.1  # stuck on the weak model
+    assert schedule("f1-per-cost", problem, 100).mean_loss == pytest.approx(0.0)
