@@ -66,7 +66,17 @@ def test_greedy_close_to_exact(seed: int) -> None:
         greedy = schedule(name, problem, budget)
         assert greedy.cost <= budget + 1e-9
         assert greedy.mean_f1 <= exact.mean_f1 + 1e-9  # exact is exact
-        assert exact.mean_f1 - greedy.mean_f1 < 0.1, name
+        # the published rule can stop short (see test_published_rule_never_takes_a_move_to_perfect_f1)
+        assert exact.mean_f1 - greedy.mean_f1 < (0.1 if name == "mainstream" else 0.01), name
+
+
+def test_greedy_mean_gap_is_small() -> None:
+    """Over 40 instances (as `edgeva bench schedulers`), the mean gap to exact is small."""
+    from edgeva.bench.apps import bench_schedulers
+
+    gaps = {row["scheduler"]: row for row in bench_schedulers(40)}
+    assert gaps["mainstream"]["mean_gap"] < 0.02 and gaps["f1-per-cost"]["mean_gap"] < 0.002
+    assert gaps["f1-per-cost"]["exact_hits"] >= 35
 
 
 @pytest.mark.parametrize("name", SCHEDULERS.names())
