@@ -95,6 +95,13 @@ def test_eval_writes_tables(folder: Path, tmp_path: Path) -> None:
     assert all("infeasible" not in r for (b, _), r in rows.items() if b == budgets[2])
     assert "below the cheapest" in rows[(budgets[0], "mainstream")]["infeasible"]
     assert [r["apps_count"] for r in result["app_counts"]] == [2, 2, 2, 2]
+    # on a whole other video: labelled and scored there, p and q still from training
+    proc = edgeva("apps", "eval", "--apps", str(folder), "--budgets", str(budgets[2]), "--videos", "store-aisle-detection",
+                  "--app-counts", "2", "--out", str(prefix))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    other = json.loads(prefix.with_suffix(".json").read_text())
+    assert other["measured_on"] == "store-aisle-detection"
+    assert all(0 <= r["measured_f1"] <= 1 and r["measured_cost"] > 0 for r in other["budgets"])
 
 
 def test_run_command_and_feedback(folder: Path, tmp_path: Path) -> None:

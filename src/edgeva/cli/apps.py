@@ -180,8 +180,8 @@ def eval_cmd(
     app_counts: Annotated[str, typer.Option(help="App counts for the fixed-budget table (first N apps).")] = "2,3,6,9",
     count_budget: Annotated[float | None, typer.Option(help="Budget of the app-count table (default: the middle budget).")] = None,
     schedulers: Annotated[str, typer.Option(help="Schedulers to compare, comma-separated.")] = "mainstream,f1-per-cost,nosharing,maxsharing",
-    videos: Annotated[list[str] | None, typer.Option("--videos", help="Accepted for symmetry with train: the held-out "
-                                                     "part of the training videos is what is measured.")] = None,
+    videos: Annotated[list[str] | None, typer.Option("--videos", help="Measure on these whole videos (labelled with "
+                                                     "YOLOX-Nano) instead of the held-out part of the training videos.")] = None,
     cost_frames: Annotated[int, typer.Option(help="Held-out frames run to measure each schedule's real cost (0: skip).")] = 50,
     units: UnitsOpt = "stream",
     fractional_fps: FractionalOpt = False,
@@ -191,17 +191,15 @@ def eval_cmd(
 
     from edgeva.mainstream.apps import load_apps
     from edgeva.mainstream.base import load_base
-    from edgeva.mainstream.evaluate import app_count_table, budget_table, plot_tables
+    from edgeva.mainstream.evaluate import app_count_table, budget_table, plot_tables, score_videos
     from edgeva.mainstream.scheduler import SCHEDULERS
     from edgeva.mainstream.train import load_stream
 
     folder = load_apps(apps_dir)
     _units(units)
-    if videos:
-        names = [v.strip() for item in videos for v in item.split(",") if v.strip()]
-        if names != folder.manifest["videos"]:
-            raise ConfigError(f"--videos {','.join(names)}: the apps folder was trained and held out on "
-                              f"{','.join(folder.manifest['videos'])}")
+    others = [v.strip() for item in videos or [] for v in item.split(",") if v.strip()]
+    for name in others:
+        _check_video(name)
     values = sorted(_budgets(budgets))
     names = [s.strip() for s in schedulers.split(",") if s.strip()]
     for n in names:
@@ -215,22 +213,30 @@ def eval_cmd(
         raise ConfigError(f"--app-counts {app_counts!r}: expected integers") from None
     counts = [n for n in counts if n <= len(folder.specs)]
     fixed = count_budget or values[len(values) // 2]
-    images = base = None
-    if cost_frames > 0:  # the held-out frames, from the label cache training filled
-        torch.set_num_threads(1)
+    torch.set_num_threads(1)
+    base = load_base()
+    heldout, where, images = None, "held-out frames", None
+    if others:  # whole other videos: labels, and every app's scores at every freeze point
+        with _bars() as bar:
+            bar.add_task(f"label and score {len(others)} videos", total=None)
+            heldout, images = score_videos(folder, others, base)
+        where = ", ".join(others)
+    elif cost_frames > 0:  # the held-out frames, from the label cache training filled
         m = folder.manifest
         stream = load_stream(m["videos"], folder.stream_fps, limit=m.get("frames_per_video"))
-        images = stream.images[~stream.split(m["train_fraction"])][:cost_frames]
-        base = load_base()
+        images = stream.images[~stream.split(m["train_fraction"])]
+    images = images[:cost_frames] if cost_frames > 0 and images is not None else None
     with _bars() as bar:
         task = bar.add_task("schedule and measure", total=len(values) * len(names) + len(counts) * len(names))
         rows = budget_table(folder, values, schedulers=names, units=_units(units), tick=lambda: bar.advance(task),
-                            images=images, base=base, fractional=fractional_fps)
+                            images=images, base=base, fractional=fractional_fps, heldout=heldout)
         count_rows = app_count_table(folder, fixed, counts, schedulers=names, units=units,
-                                     tick=lambda: bar.advance(task), images=images, base=base, fractional=fractional_fps)
-    _print_rows(f"mean event F1 by budget ({len(folder.specs)} apps, held-out frames)", rows, "budget")
+                                     tick=lambda: bar.advance(task), images=images, base=base, fractional=fractional_fps,
+                                     heldout=heldout)
+    _print_rows(f"mean event F1 by budget ({len(folder.specs)} apps, {where})", rows, "budget")
     _print_rows(f"mean event F1 by number of apps (budget {fixed:g} ms/s)", count_rows, "apps_count")
-    _write_json(out.with_suffix(".json"), {"apps": folder.names, "units": units, "fractional_fps": fractional_fps, "budgets": rows,
+    _write_json(out.with_suffix(".json"), {"apps": folder.names, "measured_on": where, "units": units,
+                                           "fractional_fps": fractional_fps, "budgets": rows,
                                            "app_counts": count_rows, "count_budget": fixed})
     plot_tables(rows, count_rows, out.with_suffix(".png"))
     console.print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.png')}")

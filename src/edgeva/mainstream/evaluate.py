@@ -26,7 +26,7 @@ from edgeva.mainstream.apps import AppsFolder
 from edgeva.mainstream.runner import FIRE, is_due
 from edgeva.mainstream.scheduler import Schedule, schedule
 
-__all__ = ["measure_cost", "measure_event_f1", "evaluate_schedule", "budget_table", "app_count_table", "plot_tables", "BASELINES"]
+__all__ = ["score_videos", "measure_cost", "measure_event_f1", "evaluate_schedule", "budget_table", "app_count_table", "plot_tables", "BASELINES"]
 
 BASELINES = ("mainstream", "f1-per-cost", "nosharing", "maxsharing")
 
@@ -52,6 +52,23 @@ def measure_event_f1(labels: np.ndarray, scores: np.ndarray, video: np.ndarray, 
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return {"recall": recall, "precision": precision, "f1": f1, "events": events, "detected": detected,
             "false_alarm_windows": alarms, "negative_windows": windows}
+
+
+def score_videos(folder: AppsFolder, videos: Sequence[str], base, *, limit: int | None = None
+                 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Labels and every app's scores at every freeze point on whole other videos, in the
+    shape of :meth:`AppsFolder.heldout`; and the stream frames (for measuring cost)."""
+    from edgeva.mainstream.train import _scores, base_features, load_stream
+
+    stream = load_stream(videos, folder.stream_fps, limit=limit)
+    feats = base_features(base, stream.images)
+    points = folder.freeze_points
+    scores = np.zeros((len(folder.specs), len(points), len(stream.video)), dtype=np.float32)
+    for a in range(len(folder.specs)):
+        for j, k in enumerate(points):
+            scores[a, j] = _scores(folder.load_branch(a, k, base), feats[k])
+    labels = np.stack([spec.labels(stream.counts) for spec in folder.specs])
+    return {"labels": labels, "scores": scores, "video": stream.video}, stream.images
 
 
 def measure_cost(folder: AppsFolder, sched: Schedule, apps: Sequence[int], images: np.ndarray, base) -> float:
@@ -99,10 +116,11 @@ def _run(folder: AppsFolder, name: str, budget: float, apps: list[int], units: s
 
 def budget_table(folder: AppsFolder, budgets: Sequence[float], *, schedulers: Sequence[str] = BASELINES,
                  units: str = "stream", tick: Callable[[], None] | None = None, images: np.ndarray | None = None,
-                 base=None, fractional: bool = False) -> list[dict]:
+                 base=None, fractional: bool = False, heldout: dict | None = None) -> list[dict]:
     """One row per (budget, scheduler) over all apps of the folder; with ``images`` (held-out
-    stream frames) and ``base``, the achieved cost is measured on them."""
-    heldout, apps = folder.heldout(), list(range(len(folder.specs)))
+    stream frames) and ``base``, the achieved cost is measured on them. ``heldout``: labels
+    and scores to measure F1 on (default: the folder's held-out part of its videos)."""
+    heldout, apps = heldout or folder.heldout(), list(range(len(folder.specs)))
     rows = []
     for budget in budgets:
         for name in schedulers:
@@ -114,9 +132,9 @@ def budget_table(folder: AppsFolder, budgets: Sequence[float], *, schedulers: Se
 
 def app_count_table(folder: AppsFolder, budget: float, counts: Sequence[int], *, schedulers: Sequence[str] = BASELINES,
                     units: str = "stream", tick: Callable[[], None] | None = None, images: np.ndarray | None = None,
-                    base=None, fractional: bool = False) -> list[dict]:
+                    base=None, fractional: bool = False, heldout: dict | None = None) -> list[dict]:
     """One row per (number of apps, scheduler) at a fixed budget; the first ``n`` apps are used."""
-    heldout = folder.heldout()
+    heldout = heldout or folder.heldout()
     rows = []
     for n in counts:
         if n > len(folder.specs):
