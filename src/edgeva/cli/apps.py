@@ -122,7 +122,7 @@ def run_cmd(
 
     from edgeva.mainstream.apps import load_apps
     from edgeva.mainstream.runner import AdaptiveRunner
-    from edgeva.mainstream.train import _resample
+    from edgeva.mainstream.train import resample
 
     torch.set_num_threads(1)  # the cost model's latencies are single-stream; keep runs comparable
     folder = load_apps(apps_dir)
@@ -131,7 +131,7 @@ def run_cmd(
     first = runner.schedule
     with _bars() as bar:
         task = bar.add_task(f"apps on {Path(path).name}", total=frames)
-        for image in _resample(path, folder.stream_fps, frames):
+        for image in resample(path, folder.stream_fps, frames):
             runner.step(image)
             bar.advance(task)
     total = runner.finish()

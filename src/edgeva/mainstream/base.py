@@ -21,7 +21,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from edgeva.errors import ModelError
@@ -29,7 +28,7 @@ from edgeva.models.fastestdet import ShuffleNetV2
 
 __all__ = [
     "SEGMENT_NAMES", "FREEZE_POINTS", "INPUT_SIZE", "BaseSegments", "AppHead", "Branch", "load_base",
-    "preprocess", "profile_latencies",
+    "preprocess", "resize_frame", "profile_latencies",
 ]
 
 SEGMENT_NAMES = ("stem", "stage2", "stage3a", "stage3b", "stage4a", "stage4b")
@@ -113,12 +112,20 @@ def load_base() -> BaseSegments:
     return base
 
 
+def resize_frame(image: np.ndarray, size: tuple[int, int] = INPUT_SIZE) -> np.ndarray:
+    """An RGB uint8 frame at ``size`` = (width, height), by area averaging. Training and the
+    runner both go through here, so apps see frames shrunk the same way."""
+    import cv2
+
+    if image.shape[1] == size[0] and image.shape[0] == size[1]:
+        return image
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
 def preprocess(frames: Sequence[np.ndarray] | np.ndarray, size: tuple[int, int] = INPUT_SIZE) -> torch.Tensor:
     """RGB uint8 frames (any size) -> normalised (B, 3, H, W) float at ``size`` = (width, height)."""
-    arrays = [np.asarray(f) for f in frames]
+    arrays = [resize_frame(np.asarray(f), size) for f in frames]
     x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float()
-    if x.shape[2:] != (size[1], size[0]):
-        x = F.interpolate(x, size=(size[1], size[0]), mode="bilinear", antialias=True, align_corners=False)
     return (x - _MEAN) / _STD
 
 

@@ -58,7 +58,7 @@ def score_videos(folder: AppsFolder, videos: Sequence[str], base, *, limit: int 
                  ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Labels and every app's scores at every freeze point on whole other videos, in the
     shape of :meth:`AppsFolder.heldout`; and the stream frames (for measuring cost)."""
-    from edgeva.mainstream.train import _scores, base_features, load_stream
+    from edgeva.mainstream.train import base_features, branch_scores, load_stream
 
     stream = load_stream(videos, folder.stream_fps, limit=limit)
     feats = base_features(base, stream.images)
@@ -66,7 +66,7 @@ def score_videos(folder: AppsFolder, videos: Sequence[str], base, *, limit: int 
     scores = np.zeros((len(folder.specs), len(points), len(stream.video)), dtype=np.float32)
     for a in range(len(folder.specs)):
         for j, k in enumerate(points):
-            scores[a, j] = _scores(folder.load_branch(a, k, base), feats[k])
+            scores[a, j] = branch_scores(folder.load_branch(a, k, base), feats[k])
     labels = np.stack([spec.labels(stream.counts) for spec in folder.specs])
     return {"labels": labels, "scores": scores, "video": stream.video}, stream.images
 

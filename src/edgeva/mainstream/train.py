@@ -35,9 +35,10 @@ from edgeva.mainstream.base import (
     load_base,
     preprocess,
     profile_latencies,
+    resize_frame,
 )
 
-__all__ = ["Stream", "load_stream", "run_lengths", "event_stats", "train_apps", "TrainOptions"]
+__all__ = ["Stream", "resample", "load_stream", "branch_scores", "base_features", "run_lengths", "event_stats", "train_apps", "TrainOptions"]
 
 SCORE_THRESHOLD = 0.4  # a YOLOX-Nano object counts towards a label at this confidence
 LABEL_INPUT = (416, 416)  # YOLOX-Nano input (letterboxed): its native size, ~5x cheaper than 768x432
@@ -63,7 +64,7 @@ class Stream:
         return train
 
 
-def _resample(path: str, fps: int, limit: int | None):
+def resample(path: str, fps: int, limit: int | None):
     """Frames of ``path`` at ``fps`` (by timestamp), at most ``limit`` of them."""
     from edgeva.video import open_video
 
@@ -121,12 +122,12 @@ def _label(path: str, fps: int, limit: int | None, size: tuple[int, int], detect
            on_frame: Callable[[], None] | None) -> tuple[np.ndarray, np.ndarray]:
     """Small copies and per-class YOLOX-Nano counts of the resampled frames (batches of 8)."""
     small, counts, batch = [], [], []
-    frames = _resample(path, fps, limit)
+    frames = resample(path, fps, limit)
     while True:
         batch = [image for _, image in zip(range(8), frames)]
         if not batch:
             break
-        small += [preprocess_small(image, size) for image in batch]
+        small += [resize_frame(image, size) for image in batch]
         with torch.inference_mode():
             for det in detector.detect(batch, batch_size=8):
                 counts.append(np.bincount(det.class_ids, minlength=80)[:80])
@@ -135,12 +136,6 @@ def _label(path: str, fps: int, limit: int | None, size: tuple[int, int], detect
     if not small:
         return np.zeros((0,)), np.zeros((0, 80))
     return np.stack(small), np.stack(counts).astype(np.int16)
-
-
-def preprocess_small(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    import cv2
-
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
 
 def run_lengths(labels: np.ndarray, video: np.ndarray) -> list[int]:
@@ -229,7 +224,7 @@ def _train_branch(base: BaseSegments, freeze: int, x: torch.Tensor, y: torch.Ten
 
 
 @torch.inference_mode()
-def _scores(branch: Branch, x: torch.Tensor, batch: int = 128) -> np.ndarray:
+def branch_scores(branch: Branch, x: torch.Tensor, batch: int = 128) -> np.ndarray:
     return torch.cat([torch.sigmoid(branch(x[i : i + batch])) for i in range(0, len(x), batch)]).numpy()
 
 
@@ -272,7 +267,7 @@ def train_apps(specs: Sequence[AppSpec], videos: Sequence[str], out: str | Path,
         y = torch.from_numpy(labels[a][train_idx].astype(np.float32))
         for j, k in enumerate(opts.freeze_points):
             branch = _train_branch(base, k, feats[k][train_idx], y, opts)
-            scores[a, j] = _scores(branch, feats[k][test_idx])
+            scores[a, j] = branch_scores(branch, feats[k][test_idx])
             fired = scores[a, j] >= FIRE
             truth = labels[a][test_idx]
             entry["recall"][str(k)] = float(fired[truth].mean())
