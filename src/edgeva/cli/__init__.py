@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from edgeva.cli import accmpeg as _accmpeg  # noqa: E402,F401  (stream, accgrad, selector, bench camera)
+from edgeva.cli import apps as _apps  # noqa: E402,F401  (apps train/run/eval, bench apps)
 from edgeva.cli import bench as _bench  # noqa: E402,F401  (bench ...)
 
 # Importing a command module registers its commands.

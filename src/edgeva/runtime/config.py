@@ -158,6 +158,9 @@ class EdgeConfig(NodeConfig):
     model: str = "fastestdet"  # the lightweight model
     worker: str = "detector"  # inference worker kind (edgeva.runtime.worker registry)
     offload_workers: int = Field(4, ge=1)  # offloading thread pool size
+    apps_dir: Path | None = None  # worker "apps": a Mainstream apps folder (`edgeva apps train`)
+    apps_budget_ms: float | None = Field(None, gt=0)  # worker "apps": compute budget, ms per second of video
+    apps_scheduler: str = "mainstream"  # worker "apps": mainstream | f1-per-cost | maxsharing | exhaustive
 
     @property
     def name(self) -> str:
@@ -167,6 +170,15 @@ class EdgeConfig(NodeConfig):
     @classmethod
     def _known_worker(cls, worker: str) -> str:
         return WORKERS.check(worker)
+
+    @model_validator(mode="after")
+    def _apps_worker(self) -> EdgeConfig:
+        if self.worker == "apps":
+            if self.apps_dir is None or self.apps_budget_ms is None:
+                raise ValueError("worker apps needs `apps_dir: PATH` and `apps_budget_ms: MS`")
+            if not (self.apps_dir / "manifest.json").is_file():
+                raise ValueError(f"apps_dir: {self.apps_dir} is not an apps folder (no manifest.json)")
+        return self
 
 
 class EncodingConfig(_Strict):

@@ -119,6 +119,19 @@ def _detector_worker(node: NodeConfig, score_threshold: float) -> InferenceWorke
     return DetectorWorker(node.model, score_threshold=score_threshold, input_size=node.input_size)
 
 
+@register_worker("apps")
+def _apps_worker(node: NodeConfig, score_threshold: float) -> InferenceWorker:
+    # Mainstream's shared-stem multi-app runner; imported here so configs can name it.
+    from edgeva.mainstream.runner import AppsWorker
+
+    folder, budget = getattr(node, "apps_dir", None), getattr(node, "apps_budget_ms", None)
+    if folder is None or budget is None:
+        from edgeva.errors import ConfigError
+
+        raise ConfigError(f"{getattr(node, 'name', 'node')}: worker apps needs apps_dir and apps_budget_ms")
+    return AppsWorker(str(folder), budget, getattr(node, "apps_scheduler", "mainstream"))
+
+
 class QueueFull(Exception):
     """The inference queue stayed full for the whole wait."""
 
