@@ -10,7 +10,7 @@ from rich.table import Table
 
 from edgeva.cli.app import app, console, progress
 
-DEFAULT_DB = "edgeva-results.db"
+DEFAULT_DB = "runs/edgeva-results.db"  # runs/ holds every run artefact (git-ignored)
 
 
 def _split(values: list[str]) -> list[str]:

@@ -37,6 +37,7 @@ def connect(url: str) -> tuple[Engine, sessionmaker]:
         ConfigError: a malformed URL or a database that cannot be reached.
     """
     if "://" not in url:
+        Path(url).expanduser().parent.mkdir(parents=True, exist_ok=True)  # a plain path: the SQLite file's folder
         url = default_url(url)
     try:
         engine = create_engine(url, future=True)
