@@ -13,9 +13,9 @@ import time
 from edgeva.accmpeg.camera import DEFAULT_GAMMA, AccMPEGQuality
 from edgeva.accmpeg.selector import QualitySelector, load_selector
 from edgeva.errors import ConfigError
-from edgeva.models import Detections
-from edgeva.schemes.base import ChunkOutcome, Scheme, SchemeContext, register_scheme
-from edgeva.schemes.common import FPS_DIVISORS, QUALITY_PAIRS, carry_forward, sampled, send_frames
+from edgeva.schemes.base import SchemeContext, register_scheme
+from edgeva.schemes.common import FPS_DIVISORS, QUALITY_PAIRS, FrameSampling
+from edgeva.video import QualityMap
 
 __all__ = ["AccMPEG", "ACCMPEG_ALPHAS"]
 
@@ -24,7 +24,7 @@ _loaded: dict[str, QualitySelector] = {}
 
 
 @register_scheme
-class AccMPEG(Scheme):
+class AccMPEG(FrameSampling):
     name = "accmpeg"
     description = "AccMPEG: camera-side selector picks high-quality macroblocks (CRF high/low ROI)"
 
@@ -42,9 +42,6 @@ class AccMPEG(Scheme):
         self.fps_divisor = fps_divisor
         self.reset()
 
-    def reset(self) -> None:
-        self._last = Detections.empty()
-
     @classmethod
     def sweep(cls, ctx: SchemeContext) -> list[dict]:
         return [
@@ -52,15 +49,7 @@ class AccMPEG(Scheme):
             for high, low in QUALITY_PAIRS for a in ACCMPEG_ALPHAS for d in FPS_DIVISORS
         ]
 
-    def process(self, frames: list, first_frame: int) -> ChunkOutcome:
-        keep = sampled(first_frame, len(frames), self.fps_divisor)
-        if not keep:
-            detections, self._last = carry_forward({}, len(frames), self._last)
-            return ChunkOutcome(first_frame, len(frames), [], detections, 0)
-        images = [frames[i] for i in keep]
+    def encode(self, images: list, first_frame: int) -> tuple[list, QualityMap, float]:
         start = time.perf_counter()
         quality = self.policy.quality(images, first_frame)  # the selector sees the first frame sent
-        selector_s = time.perf_counter() - start
-        exchange, results = send_frames(self.ctx, images, quality, first_frame, camera_s=selector_s)
-        detections, self._last = carry_forward(dict(zip(keep, results, strict=True)), len(frames), self._last)
-        return ChunkOutcome(first_frame, len(frames), [exchange], detections, len(keep), quality.high_fraction)
+        return images, quality, time.perf_counter() - start

@@ -10,10 +10,10 @@ import numpy as np
 
 from edgeva.models import Detections
 from edgeva.net import Exchange
-from edgeva.schemes.base import SchemeContext
+from edgeva.schemes.base import ChunkOutcome, Scheme, SchemeContext
 from edgeva.video import QualityMap, decode_chunk, encode_chunk, upsample
 
-__all__ = ["send_frames", "blank_outside", "carry_forward", "QUALITY_PAIRS"]
+__all__ = ["send_frames", "blank_outside", "carry_forward", "sampled", "FrameSampling", "QUALITY_PAIRS", "FPS_DIVISORS"]
 
 BLANK = 128  # grey: flat areas cost the encoder next to nothing
 
@@ -77,3 +77,28 @@ def carry_forward(sent: dict[int, Detections], count: int, previous: Detections)
         last = sent.get(i, last)
         results.append(last)
     return results, last
+
+
+class FrameSampling(Scheme):
+    """A scheme that sends every ``fps_divisor``-th frame of the video in one upload per chunk;
+    the frames in between reuse the latest result. Subclasses say how the kept frames are
+    encoded (:meth:`encode`)."""
+
+    fps_divisor: int = 1
+
+    def reset(self) -> None:
+        self._last = Detections.empty()
+
+    def encode(self, images: list[np.ndarray], first_frame: int) -> tuple[list[np.ndarray], QualityMap | int, float]:
+        """(frames to encode, their quality, camera seconds spent choosing either)."""
+        raise NotImplementedError
+
+    def process(self, frames: list, first_frame: int) -> ChunkOutcome:
+        keep = sampled(first_frame, len(frames), self.fps_divisor)
+        rounds, results, high = [], [], 0.0
+        if keep:
+            images, quality, camera_s = self.encode([frames[i] for i in keep], first_frame)
+            exchange, results = send_frames(self.ctx, images, quality, first_frame, camera_s=camera_s)
+            rounds, high = [exchange], (quality.high_fraction if isinstance(quality, QualityMap) else 0.0)
+        detections, self._last = carry_forward(dict(zip(keep, results, strict=True)), len(frames), self._last)
+        return ChunkOutcome(first_frame, len(frames), rounds, detections, len(keep), high)
