@@ -224,22 +224,24 @@ def _deepest_start(problem: Problem, freezes: Callable[[int], Sequence[int] | No
     return [Choice(max(freezes(i) or problem.apps[i].recall), lowest) for i in range(len(problem.apps))]
 
 
-@register_scheduler("mainstream")
-def mainstream(problem: Problem, budget: float) -> Schedule:
-    """The published greedy: start every app at its deepest freeze point and 1 fps."""
+def _shared_greedy(problem: Problem, budget: float, name: str, rule: str) -> Schedule:
+    """Start every app at its deepest freeze point and lowest fps, then improve greedily by ``rule``."""
     start = _deepest_start(problem, lambda i: None, False)
     _check_budget(problem, budget, start, True, "shared")
     options = [_options(problem, i, None, False) for i in range(len(problem.apps))]
-    return problem.make("mainstream", _greedy(problem, budget, start, options, shared=True, rule="published"))
+    return problem.make(name, _greedy(problem, budget, start, options, shared=True, rule=rule))
+
+
+@register_scheduler("mainstream")
+def mainstream(problem: Problem, budget: float) -> Schedule:
+    """The published greedy: largest (1 - F1 after) / branch cost after, among improving moves."""
+    return _shared_greedy(problem, budget, "mainstream", "published")
 
 
 @register_scheduler("f1-per-cost")
 def f1_per_cost(problem: Problem, budget: float) -> Schedule:
     """Greedy on F1 gained per unit of added cost (a marginal-utility rule)."""
-    start = _deepest_start(problem, lambda i: None, False)
-    _check_budget(problem, budget, start, True, "shared")
-    options = [_options(problem, i, None, False) for i in range(len(problem.apps))]
-    return problem.make("f1-per-cost", _greedy(problem, budget, start, options, shared=True, rule="gain"))
+    return _shared_greedy(problem, budget, "f1-per-cost", "gain")
 
 
 EXHAUSTIVE_LIMIT = 2_000_000  # schedules; beyond this the exact search refuses
