@@ -19,6 +19,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from edgeva.errors import EdgevaError
+
 __all__ = ["app", "bench_app", "console", "err_console", "progress", "track", "write_json"]
 
 app = typer.Typer(
@@ -62,8 +64,6 @@ def track(items: Iterable[T], description: str, total: int | None = None) -> Ite
 
 def write_json(path: Path | None, payload: object) -> None:
     """Write ``payload`` as JSON (nothing when ``path`` is None); an unwritable path is one error line."""
-    from edgeva.errors import EdgevaError
-
     if path is None:
         return
     try:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from edgeva.cli.app import app, bench_app, console, err_console, progress
+from edgeva.cli.app import app, bench_app, console, err_console, progress, write_json
 from edgeva.errors import ConfigError, EdgevaError
 
 apps_app = typer.Typer(help="Mainstream: apps sharing a base DNN, scheduled within a compute budget.",
@@ -43,14 +42,6 @@ def _check_video(video: str) -> str:
     for _ in open_video(path, limit=1):
         break
     return path
-
-
-def _write_json(path: Path, payload: object) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(payload, indent=1))
-    except OSError as exc:
-        raise EdgevaError(f"{path}: cannot write ({exc.strerror})") from None
 
 
 def _budgets(text: str) -> list[float]:
@@ -150,7 +141,7 @@ def run_cmd(
                   f"{total.cost(fps):.1f} ms/s over {total.frames} frames; {resched} re-schedules; "
                   f"predicted mean F1 {runner.schedule.mean_f1:.3f}")
     if json_out:
-        _write_json(json_out, {"budget": budget, "scheduler": scheduler, "first_schedule": first.to_dict(folder.names),
+        write_json(json_out, {"budget": budget, "scheduler": scheduler, "first_schedule": first.to_dict(folder.names),
                                "final_schedule": runner.schedule.to_dict(folder.names), "measured_cost": total.cost(fps),
                                "achieved_fps": achieved, "fired": total.fired, "runs": total.runs,
                                "windows": runner.history})
@@ -235,7 +226,7 @@ def eval_cmd(
                                      heldout=heldout)
     _print_rows(f"mean event F1 by budget ({len(folder.specs)} apps, {where})", rows, "budget")
     _print_rows(f"mean event F1 by number of apps (budget {fixed:g} ms/s)", count_rows, "apps_count")
-    _write_json(out.with_suffix(".json"), {"apps": folder.names, "measured_on": where, "units": units,
+    write_json(out.with_suffix(".json"), {"apps": folder.names, "measured_on": where, "units": units,
                                            "fractional_fps": fractional_fps, "budgets": rows,
                                            "app_counts": count_rows, "count_budget": fixed})
     plot_tables(rows, count_rows, out.with_suffix(".png"))
