@@ -20,12 +20,12 @@ from pathlib import Path
 import numpy as np
 
 from edgeva import assets
-from edgeva.accmpeg.selector import load_selector
 from edgeva.errors import ConfigError
 from edgeva.metrics import DetectionF1
 from edgeva.models import Detections, create_detector
 from edgeva.net import Exchange, Link, chunk_timings
 from edgeva.schemes import SchemeContext, Server, create_scheme, scheme_class
+from edgeva.schemes.accmpeg import cached_selector
 from edgeva.schemes.base import ChunkOutcome
 from edgeva.video import EncoderSettings, open_video
 
@@ -173,7 +173,7 @@ def evaluate(cfg: EvalConfig, *, on_progress: Callable[[str, int], Callable[[], 
     selector_id = None
     if cfg.selector:
         sel = Path(cfg.selector)
-        meta = load_selector(sel).meta  # a missing or damaged checkpoint fails before any work
+        meta = cached_selector(str(sel)).meta  # a missing or damaged checkpoint fails before any work
         if meta.final_dnn != cfg.model:
             log(f"warning: {sel} was trained on {meta.final_dnn}'s accuracy gradients; "
                 f"reusing it for final DNN {cfg.model} (AccMPEG's selector reuse)")

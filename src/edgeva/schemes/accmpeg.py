@@ -9,6 +9,7 @@ encoders. ``fps_divisor=1`` is the paper's AccMPEG.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from edgeva.accmpeg.camera import DEFAULT_GAMMA, AccMPEGQuality
 from edgeva.accmpeg.selector import QualitySelector, load_selector
@@ -17,10 +18,23 @@ from edgeva.schemes.base import SchemeContext, register_scheme
 from edgeva.schemes.common import FPS_DIVISORS, QUALITY_PAIRS, FrameSampling
 from edgeva.video import QualityMap
 
-__all__ = ["AccMPEG", "ACCMPEG_ALPHAS"]
+__all__ = ["AccMPEG", "ACCMPEG_ALPHAS", "cached_selector"]
 
 ACCMPEG_ALPHAS = (0.2, 0.5, 0.8)
-_loaded: dict[str, QualitySelector] = {}
+_loaded: dict[tuple[str, int, int], QualitySelector] = {}
+
+
+def cached_selector(path: str) -> QualitySelector:
+    """The selector at ``path``, loaded once per version of the file: a sweep builds one scheme
+    per configuration, and the harness checks the checkpoint before any work."""
+    try:
+        stat = Path(path).stat()
+    except OSError:
+        return load_selector(path)  # raises the one-line "no such selector checkpoint"
+    key = (str(path), stat.st_mtime_ns, stat.st_size)
+    if key not in _loaded:
+        _loaded[key] = load_selector(path)
+    return _loaded[key]
 
 
 @register_scheme
@@ -32,9 +46,7 @@ class AccMPEG(FrameSampling):
                  fps_divisor: int = 1):
         if not ctx.selector_path:
             raise ConfigError("scheme accmpeg needs a selector checkpoint (--selector)")
-        if ctx.selector_path not in _loaded:
-            _loaded[ctx.selector_path] = load_selector(ctx.selector_path)
-        selector = _loaded[ctx.selector_path]
+        selector = cached_selector(ctx.selector_path)
         crf_high = selector.meta.crf_high if crf_high is None else crf_high
         crf_low = selector.meta.crf_low if crf_low is None else crf_low
         super().__init__(ctx, alpha=alpha, gamma=gamma, crf_high=crf_high, crf_low=crf_low, fps_divisor=fps_divisor)
