@@ -58,12 +58,11 @@ class AccMPEGQuality:
         self.last_probabilities: np.ndarray | None = None
 
     def quality(self, frames: Sequence[np.ndarray], first_frame: int) -> QualityMap:
-        meta = getattr(self.selector, "meta", None)
+        frame, meta = frames[0], self.selector.meta
         if self.warn is not None and meta is not None:
-            if message := scale_mismatch(meta, frames[0].shape[:2]):
+            if message := scale_mismatch(meta, frame.shape[:2]):
                 self.warn(message)
             self.warn = None  # once per stream
-        frame = frames[0]
         if selector_scale(meta, frame.shape[1]) == 0.5:
             # Frames about twice the training width: the selector looks at them at half size,
             # where objects have the scale it learned, and each of its blocks covers 2x2 of ours.
