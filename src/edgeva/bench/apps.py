@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from edgeva.mainstream.base import FREEZE_POINTS, Branch, load_base
+from edgeva.mainstream.base import FREEZE_POINTS, INPUT_SIZE, Branch, load_base
 from edgeva.mainstream.runner import SharedRunner
 
 __all__ = ["bench_sharing", "sharing_ratio"]
@@ -21,7 +21,7 @@ def _frames(video: str, frames: int) -> list[np.ndarray]:
     from edgeva import assets
     from edgeva.video import read_frames
 
-    return read_frames(assets.resolve_video(video), limit=frames, size=(224, 128))
+    return read_frames(assets.resolve_video(video), limit=frames, size=INPUT_SIZE)
 
 
 def sharing_ratio(base, images: list[np.ndarray], n_apps: int, freeze: int, repeats: int = 1) -> dict:
