@@ -22,8 +22,6 @@ def _warn(message: str) -> None:
     err_console.print(f"edgeva: warning: {message}", markup=False, highlight=False)
 
 
-
-
 @app.command()
 def stream(
     video: Annotated[str, typer.Argument(help="Video file, image pattern, URL or sample name.")],
@@ -82,8 +80,7 @@ def stream(
         "camera_ms_per_frame": sum(c["selector_ms"] + c["encode_ms"] for c in chunks) / n,
         "high_fraction": float(np.mean([c["high_fraction"] for c in chunks])), "chunks": chunks,
     }
-    if json_out:
-        write_json(json_out, stats)
+    write_json(json_out, stats)
     console.print(
         f"{n} frames in {len(chunks)} chunks -> {out}: {nbytes} bytes, {stats['kbps']:.1f} kbps, "
         f"{100 * stats['high_fraction']:.1f}% blocks high, camera {stats['camera_ms_per_frame']:.1f} ms/frame"

@@ -30,8 +30,6 @@ from edgeva.viz import draw_detections
 __all__ = ["parse_roi"]
 
 
-
-
 @app.command()
 def info(as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False) -> None:
     """Version, codecs usable with ROI, models and sample videos found."""
@@ -93,8 +91,7 @@ def detect(
         writer.write(encoder.close())
         writer.close()
     elapsed = time.perf_counter() - start
-    if json_out:
-        write_json(json_out, records)
+    write_json(json_out, records)
     console.print(f"{len(records)} frames in {elapsed:.1f} s ({len(records) / max(elapsed, 1e-9):.1f} fps); objects: "
                   + (", ".join(f"{k} x{v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])) or "none"))
     if json_out:
@@ -177,8 +174,7 @@ def encode(
         "crf_high": crf_high if rects else None,
         "out": str(out),
     }
-    if json_out:
-        write_json(json_out, stats)
+    write_json(json_out, stats)
     console.print(
         f"{count} frames -> {out}: {nbytes} bytes, {stats['kbps']:.1f} kbps, ROI {100 * stats['roi_fraction']:.1f}% of blocks, "
         f"{stats['encode_fps']:.1f} fps encode"

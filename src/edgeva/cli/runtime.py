@@ -92,8 +92,6 @@ def print_summary(summary: dict, title: str | None = None) -> None:
                       f"{u['epochs']} epochs, loss {u['loss_before']:.3f} -> {u['loss_after']:.3f}, {u['train_s']:.1f} s")
 
 
-
-
 def _progress(items, description: str, total: int | None):
     return track(items, description, total=total)
 
