@@ -1,5 +1,5 @@
 """The README's design-choice figures: chunked vs one-encoder bytes, the SEI banner's share,
-channels-last speed, and YOLOX-Nano's F1 against CRF.
+channels-last speed, agreement with ONNX Runtime, and YOLOX-Nano's F1 against CRF.
 
     EDGEVA_ASSETS=../shared/assets .venv/bin/python tools/design_figures.py
 
@@ -70,6 +70,19 @@ def channels_last() -> None:
         print(f"{name} {size}: contiguous {a:.1f} ms, channels_last {b:.1f} ms, {a / b:.2f}x")
 
 
+def onnx_agreement() -> None:
+    """The setting of tests/test_models.py: max |torch - ONNX Runtime| over the raw outputs."""
+    import onnxruntime as ort
+
+    for name, onnx, x in (("yolox-nano", "yolox_nano.onnx", torch.rand(1, 3, 416, 416, generator=torch.Generator().manual_seed(0)) * 255),
+                          ("fastestdet", "fastestdet_coco.onnx", torch.rand(1, 3, 352, 352, generator=torch.Generator().manual_seed(0)))):
+        with torch.no_grad():
+            ours = create_detector(name)(x).numpy()
+        session = ort.InferenceSession(str(assets.find(onnx)), providers=["CPUExecutionProvider"])
+        theirs = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+        print(f"{name}: max |torch - onnxruntime| = {np.abs(ours - theirs).max():.1e}")
+
+
 def f1_by_crf() -> None:
     """The setting of tests/test_metrics.py: 10-frame chunks, F1 against the originals' output."""
     yolox = create_detector("yolox-nano")
@@ -90,4 +103,5 @@ if __name__ == "__main__":
     chunking()
     sei_share()
     channels_last()
+    onnx_agreement()
     f1_by_crf()
