@@ -1,4 +1,5 @@
-"""The README's design-choice figures: chunked vs one-encoder bytes, the SEI banner's share,
+"""The README's design-choice figures: ROI needs x264's adaptive quantisation, chunked vs
+one-encoder bytes, the SEI banner's share,
 channels-last speed, agreement with ONNX Runtime, and YOLOX-Nano's F1 against CRF.
 
     EDGEVA_ASSETS=../shared/assets .venv/bin/python tools/design_figures.py
@@ -18,7 +19,14 @@ import torch
 from edgeva import assets
 from edgeva.metrics import f1_score
 from edgeva.models import create_detector
-from edgeva.video import EncoderSettings, decode_chunk, encode_chunk, read_frames
+from edgeva.video import (
+    EncoderSettings,
+    QualityMap,
+    decode_chunk,
+    encode_chunk,
+    grid_shape,
+    read_frames,
+)
 from edgeva.video import codec as C
 
 
@@ -34,6 +42,21 @@ def _one_encoder_bytes(frames, settings, crf, idr_every=None) -> tuple[int, int]
         packets += ctx.encode(frame)
     packets += ctx.encode(None)
     return sum(len(bytes(p)) for p in packets), sum(len(C._drop_sei(bytes(p), "h264")) for p in packets)
+
+
+def roi_needs_aq() -> None:
+    """ultrafast turns AQ off; without it x264 ignores ROI offsets (edgeva forces aq-mode=1)."""
+    frames = read_frames(assets.find("store-aisle-detection.mp4"), 10)
+    mask = np.zeros(grid_shape(*frames[0].shape[:2]), bool)
+    mask[:, : mask.shape[1] // 2] = True
+    quality = QualityMap.two_level(mask, crf_high=30, crf_low=40)
+    forced = EncoderSettings.options
+    for aq in ("1", "0"):
+        EncoderSettings.options = lambda self, crf, aq=aq: {**forced(self, crf), "aq-mode": aq}
+        settings = EncoderSettings(fps=16.7, preset="ultrafast")
+        print(f"ultrafast aq-mode {aq}: uniform CRF 40 {encode_chunk(frames, 40, settings).nbytes} B, "
+              f"half-frame ROI 30/40 {encode_chunk(frames, quality, settings).nbytes} B")
+    EncoderSettings.options = forced
 
 
 def chunking() -> None:
@@ -100,6 +123,7 @@ def f1_by_crf() -> None:
 
 
 if __name__ == "__main__":
+    roi_needs_aq()
     chunking()
     sei_share()
     channels_last()
