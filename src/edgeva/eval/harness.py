@@ -31,7 +31,7 @@ from edgeva.video import EncoderSettings, open_video
 
 __all__ = ["EvalConfig", "EvalResult", "evaluate", "summarize", "pick_best", "REPLAY_VERSION"]
 
-REPLAY_VERSION = 2  # 2: sampled frames encoded at the nominal rate. Bump when a scheme's behaviour changes: cached replays are keyed by it
+REPLAY_VERSION = 3  # 3: x264 cpu-independent (reproducible bytes); 2: sampled frames encoded at the nominal rate. Bump when a scheme's behaviour changes: cached replays are keyed by it
 
 
 @dataclass
