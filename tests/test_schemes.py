@@ -12,7 +12,7 @@ from edgeva.eval import EvalConfig, evaluate
 from edgeva.eval.report import RECORD_FIELDS, write_outputs
 from edgeva.models import create_detector
 from edgeva.net import Link
-from edgeva.schemes import SchemeContext, Server, create_scheme, list_schemes
+from edgeva.schemes import SchemeContext, Server, create_scheme, list_schemes, scheme_class
 from edgeva.store.evaluation import list_eval_runs, load_eval_run, save_eval
 from edgeva.video import EncoderSettings
 
@@ -35,13 +35,23 @@ def _replay(ctx, name, **config):
     return [scheme.process(frames[i : i + 10], i) for i in range(0, 30, 10)]
 
 
-@pytest.mark.parametrize("name", [n for n in list_schemes() if n != "accmpeg"])  # accmpeg: tests/test_selector.py (needs a trained selector)
+# Schemes that need a trained checkpoint are tested beside their training (accmpeg: tests/test_selector.py).
+@pytest.mark.parametrize("name", [n for n in list_schemes() if not scheme_class(n).checkpoints])
 def test_every_scheme_returns_a_result_for_every_frame(ctx, name):
     outcomes = _replay(ctx, name)
     assert [o.first_frame for o in outcomes] == [0, 10, 20]
     assert all(len(o.detections) == o.frames == 10 for o in outcomes)
     assert all(r.nbytes >= 0 and r.camera_s >= 0 and r.server_s >= 0 for o in outcomes for r in o.rounds)
     assert sum(o.nbytes for o in outcomes) > 0
+
+
+def test_eval_names_a_missing_checkpoint_before_any_work(tmp_path):
+    from edgeva.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="scheme accmpeg needs --selector PATH"):
+        evaluate(EvalConfig(videos=["no-such-video"], schemes=["uniform", "accmpeg"]))
+    with pytest.raises(ConfigError, match="gone.pt: no such selector checkpoint"):
+        evaluate(EvalConfig(videos=["no-such-video"], schemes=["accmpeg"], checkpoints={"selector": str(tmp_path / "gone.pt")}))
 
 
 def test_reducto_sends_fewer_frames_and_reuses_results(ctx):

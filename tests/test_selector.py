@@ -119,14 +119,14 @@ def test_eval_reuses_a_selector_across_final_dnns_with_a_warning(trained, tmp_pa
 
     _, _, path = trained
     notes = []
-    cfg = EvalConfig(videos=["people-detection"], schemes=["accmpeg"], model="fastestdet", selector=str(path), frames=10, sweep=False)
+    cfg = EvalConfig(videos=["people-detection"], schemes=["accmpeg"], model="fastestdet", checkpoints={"selector": str(path)}, frames=10, sweep=False)
     result = evaluate(cfg, log=notes.append)
     assert any("trained on yolox-nano" in n and "fastestdet" in n for n in notes)
     assert len(result.records) == 1 and result.records[0]["bytes"] > 0
     corrupt = tmp_path / "cut.pt"
     corrupt.write_bytes(path.read_bytes()[:3000])
     with pytest.raises(EdgevaError, match="cut.pt"):
-        evaluate(EvalConfig(videos=["people-detection"], schemes=["accmpeg"], selector=str(corrupt), frames=10, sweep=False), log=notes.append)
+        evaluate(EvalConfig(videos=["people-detection"], schemes=["accmpeg"], checkpoints={"selector": str(corrupt)}, frames=10, sweep=False), log=notes.append)
 
 
 def test_accmpeg_scheme_answers_every_frame_and_can_sample_frames(trained):
@@ -137,7 +137,7 @@ def test_accmpeg_scheme_answers_every_frame_and_can_sample_frames(trained):
     _, _, path = trained
     frames = frames_of("store-aisle-detection", 30)
     ctx = SchemeContext(server=Server(create_detector("yolox-nano", score_threshold=0.1)), settings=EncoderSettings(fps=16.7),
-                        frame_size=frames[0].shape[:2], fps=16.7, selector_path=str(path))
+                        frame_size=frames[0].shape[:2], fps=16.7, checkpoints={"selector": str(path)})
     sent, nbytes = {}, {}
     for divisor in (1, 3):
         scheme = create_scheme("accmpeg", ctx, alpha=0.5, fps_divisor=divisor)

@@ -58,7 +58,7 @@ def demo(
             selector = train_selector(cfg, on_stage=_stage(bar))
         save_selector(selector, selector_path)
     console.print(f"[2/2] comparing {', '.join(SCHEMES)} on {', '.join(EVAL_VIDEOS)} (first {frames} frames; unseen by the selector)")
-    eval_cfg = EvalConfig(videos=list(EVAL_VIDEOS), schemes=list(SCHEMES), selector=str(selector_path), frames=frames)
+    eval_cfg = EvalConfig(videos=list(EVAL_VIDEOS), schemes=list(SCHEMES), checkpoints={"selector": str(selector_path)}, frames=frames)
     with progress() as bar:
         result = evaluate(eval_cfg, on_progress=_stage(bar), log=lambda m: console.print(m, markup=False))
     paths = write_outputs(result, out)

@@ -56,7 +56,7 @@ def eval_cmd(
     except ValueError as exc:
         raise ConfigError(f"link: {exc}") from None
     cfg = EvalConfig(
-        videos=_split(videos), schemes=_split([schemes]), model=model, selector=str(selector) if selector else None, frames=frames,
+        videos=_split(videos), schemes=_split([schemes]), model=model, checkpoints={"selector": str(selector)} if selector else {}, frames=frames,
         chunk=chunk, target_f1=target_f1, link=link, sweep=not no_sweep, use_cache=not no_cache,
     )
     with progress() as bar:
@@ -68,7 +68,7 @@ def eval_cmd(
     paths = write_outputs(result, out)
     settings = {"videos": list(cfg.videos), "schemes": list(cfg.schemes), "frames": frames, "chunk": chunk,
                 "link": {"mbps": link_mbps, "streams": streams, "rtt_ms": rtt_ms}, "sweep": cfg.sweep, "out": str(out)}
-    run_id = save_eval(db, model=model, selector=cfg.selector, target_f1=target_f1, settings=settings, records=result.records, best=result.best)
+    run_id = save_eval(db, model=model, selector=cfg.checkpoints.get("selector"), target_f1=target_f1, settings=settings, records=result.records, best=result.best)
     print_best(result.best, f"cheapest configuration reaching F1 >= {target_f1} (run {run_id})")
     console.print(f"report -> {paths['report']}\nplot   -> {paths['plot']}\nall rows -> {paths['csv']}, {paths['json']}; run {run_id} stored in {db}")
 

@@ -25,7 +25,6 @@ from edgeva.metrics import DetectionF1
 from edgeva.models import Detections, create_detector
 from edgeva.net import Exchange, Link, chunk_timings
 from edgeva.schemes import SchemeContext, Server, create_scheme, scheme_class
-from edgeva.schemes.accmpeg import cached_selector
 from edgeva.schemes.base import ChunkOutcome
 from edgeva.video import EncoderSettings, open_video
 
@@ -39,7 +38,7 @@ class EvalConfig:
     videos: Sequence[str]
     schemes: Sequence[str]
     model: str = "yolox-nano"  # the final DNN on the server
-    selector: str | None = None  # AccMPEG checkpoint
+    checkpoints: dict[str, str] = field(default_factory=dict)  # kind -> path: "selector" (AccMPEG), ... (Scheme.checkpoints)
     frames: int | None = None  # per video, from the start
     chunk: int = 10
     target_f1: float = 0.9
@@ -147,6 +146,23 @@ def pick_best(records: list[dict], target_f1: float) -> list[dict]:
     return best
 
 
+def _check_checkpoints(cfg: EvalConfig, log: Callable[[str], None]) -> dict[str, dict[str, str]]:
+    """Before any work: every scheme exists and has its checkpoints, each loads. Returns, per
+    scheme, the content hash of each checkpoint it uses (part of its replays' cache keys)."""
+    ids: dict[str, dict[str, str]] = {}
+    for name in cfg.schemes:
+        cls = scheme_class(name)  # unknown names fail here
+        missing = [kind for kind in cls.checkpoints if not cfg.checkpoints.get(kind)]
+        if missing:
+            raise ConfigError(f"scheme {name} needs --{missing[0]} PATH")
+        for kind in cls.checkpoints:
+            if not Path(cfg.checkpoints[kind]).is_file():
+                raise ConfigError(f"{cfg.checkpoints[kind]}: no such {kind} checkpoint")
+        cls.check_checkpoints(cfg.checkpoints, model=cfg.model, log=log)
+        ids[name] = {kind: hashlib.sha256(Path(cfg.checkpoints[kind]).read_bytes()).hexdigest()[:16] for kind in cls.checkpoints}
+    return ids
+
+
 def evaluate(cfg: EvalConfig, *, on_progress: Callable[[str, int], Callable[[], None]] | None = None, log: Callable[[str], None] = print) -> EvalResult:
     """Replay every video through every configuration of every scheme.
 
@@ -156,10 +172,7 @@ def evaluate(cfg: EvalConfig, *, on_progress: Callable[[str, int], Callable[[], 
         log: where one-line notes go.
     """
     start = time.perf_counter()
-    for name in cfg.schemes:
-        scheme_class(name)  # unknown names fail before any work
-    if "accmpeg" in cfg.schemes and not cfg.selector:
-        raise ConfigError("scheme accmpeg needs --selector PATH")
+    checkpoint_ids = _check_checkpoints(cfg, log)
     detector = create_detector(cfg.model, score_threshold=0.1)  # low: DDS needs its unsure boxes
     server = Server(detector)
     camera_detector = None
@@ -170,14 +183,6 @@ def evaluate(cfg: EvalConfig, *, on_progress: Callable[[str, int], Callable[[], 
             camera_detector = create_detector(cfg.camera_model, score_threshold=0.1)
         return camera_detector
 
-    selector_id = None
-    if cfg.selector:
-        sel = Path(cfg.selector)
-        meta = cached_selector(str(sel)).meta  # a missing or damaged checkpoint fails before any work
-        if meta.final_dnn != cfg.model:
-            log(f"warning: {sel} was trained on {meta.final_dnn}'s accuracy gradients; "
-                f"reusing it for final DNN {cfg.model} (AccMPEG's selector reuse)")
-        selector_id = hashlib.sha256(sel.read_bytes()).hexdigest()[:16]
     records: list[dict] = []
     for spec in cfg.videos:
         path = assets.resolve_video(spec)
@@ -197,14 +202,14 @@ def evaluate(cfg: EvalConfig, *, on_progress: Callable[[str, int], Callable[[], 
             reference = [Detections.from_json(d) for d in cached["detections"]]
         ctx = SchemeContext(
             server=server, settings=EncoderSettings(codec=cfg.codec, preset=cfg.preset, fps=fps),
-            frame_size=frames[0].shape[:2], fps=fps, camera_detector=cheap_detector, selector_path=cfg.selector,
+            frame_size=frames[0].shape[:2], fps=fps, camera_detector=cheap_detector, checkpoints=dict(cfg.checkpoints),
         )
         plan = [(name, config) for name in cfg.schemes for config in (scheme_class(name).sweep(ctx) if cfg.sweep else [{}])]
         step = on_progress(f"{video_name} ({len(frames)} frames)", len(plan)) if on_progress else (lambda: None)
         for name, config in plan:
             replay_key = {
                 **key, "scheme": name, "config": config, "chunk": cfg.chunk, "codec": cfg.codec, "preset": cfg.preset,
-                "selector": selector_id if name == "accmpeg" else None, "camera_model": cfg.camera_model if name == "vigil" else None,
+                "checkpoints": checkpoint_ids[name], "camera_model": cfg.camera_model if name == "vigil" else None,
                 "version": REPLAY_VERSION,
             }
             replay_file = _cache_file("replay", replay_key)

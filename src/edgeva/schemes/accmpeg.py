@@ -9,11 +9,11 @@ encoders. ``fps_divisor=1`` is the paper's AccMPEG.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from edgeva.accmpeg.camera import DEFAULT_GAMMA, AccMPEGQuality
 from edgeva.accmpeg.selector import QualitySelector, load_selector
-from edgeva.errors import ConfigError
 from edgeva.schemes.base import SchemeContext, register_scheme
 from edgeva.schemes.common import FPS_DIVISORS, QUALITY_PAIRS, FrameSampling
 from edgeva.video import QualityMap
@@ -41,18 +41,25 @@ def cached_selector(path: str) -> QualitySelector:
 class AccMPEG(FrameSampling):
     name = "accmpeg"
     description = "AccMPEG: camera-side selector picks high-quality macroblocks (CRF high/low ROI)"
+    checkpoints = ("selector",)
 
     def __init__(self, ctx: SchemeContext, *, alpha: float = 0.2, gamma: int = DEFAULT_GAMMA, crf_high: int | None = None, crf_low: int | None = None,
                  fps_divisor: int = 1):
-        if not ctx.selector_path:
-            raise ConfigError("scheme accmpeg needs a selector checkpoint (--selector)")
-        selector = cached_selector(ctx.selector_path)
+        selector = cached_selector(ctx.checkpoint("selector", self.name))
         crf_high = selector.meta.crf_high if crf_high is None else crf_high
         crf_low = selector.meta.crf_low if crf_low is None else crf_low
         super().__init__(ctx, alpha=alpha, gamma=gamma, crf_high=crf_high, crf_low=crf_low, fps_divisor=fps_divisor)
         self.policy = AccMPEGQuality(selector, alpha=alpha, gamma=gamma, crf_high=crf_high, crf_low=crf_low)
         self.fps_divisor = fps_divisor
         self.reset()
+
+    @classmethod
+    def check_checkpoints(cls, checkpoints: dict[str, str], *, model: str, log: Callable[[str], None]) -> None:
+        path = checkpoints["selector"]
+        meta = cached_selector(path).meta  # a missing or damaged checkpoint fails before any work
+        if meta.final_dnn != model:
+            log(f"warning: {path} was trained on {meta.final_dnn}'s accuracy gradients; "
+                f"reusing it for final DNN {model} (AccMPEG's selector reuse)")
 
     @classmethod
     def sweep(cls, ctx: SchemeContext) -> list[dict]:

@@ -76,8 +76,17 @@ class SchemeContext:
     frame_size: tuple[int, int]  # (height, width) of the original frames
     fps: float
     camera_detector: Callable[[], Detector] | None = None  # lazily built cheap detector (Vigil)
-    selector_path: str | None = None  # AccMPEG selector checkpoint
+    checkpoints: dict[str, str] = field(default_factory=dict)  # kind ("selector", ...) -> path of a trained model
     extras: dict = field(default_factory=dict)
+
+    def checkpoint(self, kind: str, scheme: str) -> str:
+        """The path of the ``kind`` checkpoint ``scheme`` needs; a one-line error when none was given."""
+        from edgeva.errors import ConfigError
+
+        path = self.checkpoints.get(kind)
+        if not path:
+            raise ConfigError(f"scheme {scheme} needs a {kind} checkpoint (--{kind} PATH)")
+        return path
 
 
 class Scheme(ABC):
@@ -86,6 +95,9 @@ class Scheme(ABC):
 
     name: ClassVar[str] = "scheme"
     description: ClassVar[str] = ""
+    # Kinds of trained checkpoints the scheme needs (keys of SchemeContext.checkpoints, e.g.
+    # "selector"); the harness requires each before any work and keys cached replays by their content.
+    checkpoints: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, ctx: SchemeContext, **config: object):
         self.ctx = ctx
@@ -97,6 +109,11 @@ class Scheme(ABC):
     @abstractmethod
     def process(self, frames: list[np.ndarray], first_frame: int) -> ChunkOutcome:
         """Stream one chunk of original frames and return what the server ends up with."""
+
+    @classmethod  # noqa: B027  (schemes without checkpoints have nothing to check)
+    def check_checkpoints(cls, checkpoints: dict[str, str], *, model: str, log: Callable[[str], None]) -> None:
+        """Load and validate this scheme's checkpoints before any work (a missing, damaged or
+        foreign file is one error line); ``model`` is the final DNN, ``log`` takes warnings."""
 
     @classmethod
     def sweep(cls, ctx: SchemeContext) -> list[dict]:
