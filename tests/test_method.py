@@ -147,3 +147,32 @@ def test_quality_map_resampling_keeps_base_crf(ctx):
     images, quality = scaled(frames, QualityMap.two_level(mask, crf_high=30, crf_low=40), 0.5)
     assert images[0].shape == (136, 240, 3)
     assert isinstance(quality, QualityMap) and quality.base_crf == 40 and 0 < quality.high_fraction < 0.2
+
+
+def test_goals_count_bounds_apart_and_name_the_limit():
+    from edgeva.eval.goals import equal_f1, fewest_bytes, goals, reasons
+    from edgeva.eval.harness import EvalResult, pick_best
+    from edgeva.eval.report import markdown_report
+
+    def rec(video, scheme, f1, kb, **config):
+        return {"video": video, "scheme": scheme, "f1": f1, "bytes": kb * 1000, "config": config, "delay_mean_s": 0.1, "delay_p95_s": 0.1,
+                "kbps": 1.0, "camera_ms_per_frame": 1.0, "server_ms_per_frame": 1.0, "sent_frames": 10, "frames": 10, "high_fraction": 0.1}
+
+    records = [
+        # video a: AccMPEG cheapest; the oracle (a bound) is cheaper still but never a rival
+        rec("a", "uniform", 0.80, 40, crf=38), rec("a", "uniform", 0.96, 80, crf=34),
+        rec("a", "accmpeg", 0.92, 30, alpha=0.5), rec("a", "accmpeg-oracle", 0.95, 20, mass=0.5), rec("a", "reducto-hindsight", 0.99, 1, threshold=0.05),
+        # video b: uniform wins, and the oracle loses too
+        rec("b", "uniform", 0.95, 10, crf=42), rec("b", "accmpeg", 0.91, 15, alpha=0.5), rec("b", "accmpeg-oracle", 0.93, 12, mass=0.3),
+    ]
+    result = EvalResult(records, pick_best(records, 0.9), EvalConfig(videos=["a", "b"], schemes=[]), 0.0)
+    rows = {r["video"]: r for r in fewest_bytes(result)}
+    assert rows["a"]["wins"] and rows["a"]["rival"]["scheme"] == "uniform"  # the hindsight bound is not a rival
+    assert not rows["b"]["wins"] and rows["b"]["rival"]["scheme"] == "uniform"
+    level = {r["video"]: r for r in equal_f1(result)}
+    assert level["a"]["f1"] == pytest.approx(0.9) and level["a"]["bytes"]["uniform"] == pytest.approx(65_000)
+    g = goals(result)
+    assert g["videos_won"] == 1 and not g["fewest_bytes_met"]
+    why = reasons(result)
+    assert len(why) == 1 and why[0].startswith("b:") and "the encoding, not the selector, is the limit" in why[0]
+    assert "## Goals" in markdown_report(result)

@@ -54,9 +54,9 @@ def composed_knobs(scheme: FrameSampling, ctx: SchemeContext, *, fps_divisor: in
     scheme.frame_filter = online_filter(ctx, filter_feature, filter_target) if filter_feature else None  # type: ignore[arg-type]
 
 
-def composed_sweep(head: dict) -> list[dict]:
-    """Configurations of the composed knobs for one block-map setting ``head`` and every
-    quality pair (only non-default knobs are written, so labels stay short)."""
+def composed_sweep(head: dict, pairs: tuple[tuple[int, int], ...] = QUALITY_PAIRS) -> list[dict]:
+    """Configurations of the composed knobs for one block-map setting ``head`` and each of
+    ``pairs`` (only non-default knobs are written, so labels stay short)."""
     out = []
     for scale, divisor, feature in COMPOSED:
         extra: dict = {}
@@ -66,7 +66,7 @@ def composed_sweep(head: dict) -> list[dict]:
             extra["fps_divisor"] = divisor
         if feature:
             extra |= {"filter_feature": feature, "filter_target": FILTER_TARGET}
-        out += [{**head, "crf_high": high, "crf_low": low, **extra} for high, low in QUALITY_PAIRS]
+        out += [{**head, "crf_high": high, "crf_low": low, **extra} for high, low in pairs]
     return out
 
 

@@ -5,8 +5,10 @@ No camera has the final DNN (that is why AccMPEG trains a selector), so this sch
 deployable: it bounds what any selector can reach with the same encoding. Per chunk, the
 first sent frame's AccGrad (:func:`~edgeva.accmpeg.accgrad.accgrad`: H = the original frame,
 L = the same frame inside the chunk encoded at ``crf_low``) ranks the blocks; the fewest
-blocks holding ``mass`` of the frame's AccGrad are high quality, grown by ``gamma`` blocks. The
-map is given to the camera for free: its computation is not counted as camera time.
+blocks holding ``mass`` of the frame's AccGrad are high quality, grown by ``gamma`` blocks; with
+``mid_mass`` the blocks holding the next share up to that mass get a middle quality (a
+three-level map). The map is given to the camera for free: its computation is not counted as
+camera time.
 """
 
 from __future__ import annotations
@@ -50,21 +52,23 @@ class AccMPEGOracle(FrameSampling):
     bound = True
 
     def __init__(self, ctx: SchemeContext, *, mass: float = 0.5, gamma: int = DEFAULT_GAMMA, crf_high: int = 30, crf_low: int = 40,
-                 fps_divisor: int = 1, scale: float = 1.0, filter_feature: str | None = None, filter_target: float = FILTER_TARGET):
-        if not 0.0 < mass <= 1.0:
+                 fps_divisor: int = 1, scale: float = 1.0, filter_feature: str | None = None, filter_target: float = FILTER_TARGET,
+                 mid_mass: float | None = None):
+        if not 0.0 < mass <= 1.0 or (mid_mass is not None and not mass < mid_mass <= 1.0):
             from edgeva.errors import ConfigError
 
-            raise ConfigError(f"accmpeg-oracle: mass={mass} must be in (0, 1]")
+            raise ConfigError(f"accmpeg-oracle: mass={mass}, mid_mass={mid_mass}: need 0 < mass < mid_mass <= 1")
         super().__init__(ctx, mass=mass, gamma=gamma, crf_high=crf_high, crf_low=crf_low, fps_divisor=fps_divisor, scale=scale,
-                         filter_feature=filter_feature, filter_target=filter_target)
-        self.mass, self.gamma, self.crf_high, self.crf_low = mass, gamma, crf_high, crf_low
+                         filter_feature=filter_feature, filter_target=filter_target, mid_mass=mid_mass)
+        self.mass, self.gamma, self.crf_high, self.crf_low, self.mid_mass = mass, gamma, crf_high, crf_low, mid_mass
         composed_knobs(self, ctx, fps_divisor=fps_divisor, scale=scale, filter_feature=filter_feature, filter_target=filter_target)
         self.reset()
 
     @classmethod
     def sweep(cls, ctx: SchemeContext) -> list[dict]:
         full_rate = [{"mass": m, "crf_high": high, "crf_low": low} for high, low in QUALITY_PAIRS for m in ORACLE_MASSES]
-        return full_rate + composed_sweep({"mass": 0.5})
+        # The composed knobs with the middle pair only: the ceiling's sweep stays small (demo budget).
+        return full_rate + composed_sweep({"mass": 0.5}, pairs=(QUALITY_PAIRS[1],))
 
     def accgrad_map(self, images: list[np.ndarray]) -> np.ndarray:
         """AccGrad of ``images[0]`` with L = its decoding inside the chunk encoded at ``crf_low``."""
@@ -78,5 +82,11 @@ class AccMPEGOracle(FrameSampling):
         return _maps[key]
 
     def encode(self, images: list, first_frame: int) -> tuple[list, QualityMap, float]:
-        mask = dilate(mass_mask(self.accgrad_map(images), self.mass), self.gamma)
-        return images, QualityMap.two_level(mask, crf_high=self.crf_high, crf_low=self.crf_low), 0.0
+        grid = self.accgrad_map(images)
+        high = dilate(mass_mask(grid, self.mass), self.gamma)
+        if self.mid_mass is None:
+            return images, QualityMap.two_level(high, crf_high=self.crf_high, crf_low=self.crf_low), 0.0
+        levels = np.full(grid.shape, self.crf_low, dtype=np.int16)
+        levels[dilate(mass_mask(grid, self.mid_mass), self.gamma)] = (self.crf_high + self.crf_low) // 2
+        levels[high] = self.crf_high
+        return images, QualityMap(levels, base=self.crf_low), 0.0

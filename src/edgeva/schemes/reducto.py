@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import hashlib
 
+import numpy as np
+
 from edgeva.errors import ConfigError
 from edgeva.filtering import (
     FEATURES,
@@ -36,34 +38,45 @@ __all__ = ["Reducto", "ReductoHindsight", "online_filter", "profile_thresholds",
 
 REDUCTO_TARGETS = (0.9, 0.95)  # per-segment accuracy targets the profile keeps (Reducto's knob)
 _maps: dict[tuple, ThresholdMap] = {}
+_segments: dict[tuple, list] = {}
 
 
-def _segment_best(images: list, reference: list[Detections], feature: Feature, target: float) -> float:
-    """The largest candidate threshold whose filtered segment keeps F1 >= ``target``."""
+def _segment_f1s(images: list, reference: list[Detections], feature: Feature) -> list[float]:
+    """F1 of a segment filtered at each candidate threshold (kept frames' results reused)."""
     prepared = [frame_features(image, feature) for image in images]
-    best = THRESHOLDS[0]
+    scores = []
     for threshold in THRESHOLDS:
         last, sent = prepared[0], {0: reference[0]}
         for i in range(1, len(prepared)):
             if difference(last, prepared[i], feature) >= threshold:
                 last, sent[i] = prepared[i], reference[i]
         results, _ = carry_forward(sent, len(images), Detections.empty())
-        if f1_score(results, reference)["f1"] >= target:
-            best = threshold
-    return best
+        scores.append(f1_score(results, reference)["f1"])
+    return scores
+
+
+def _clip_profile(clip: ProfileClip, feature: Feature, chunk: int) -> list[tuple[np.ndarray, list[float]]]:
+    """Per ``chunk``-frame segment of a clip: its diff vector and its F1 at every candidate
+    threshold (cached per clip, feature and segment length: leave-one-out sets share clips)."""
+    key = (clip.name, len(clip.frames), feature, chunk)
+    if key not in _segments:
+        out = []
+        for start in range(0, len(clip.frames) - 1, chunk):
+            images, reference = clip.frames[start : start + chunk], clip.reference[start : start + chunk]
+            if len(images) >= 2:
+                out.append((diff_vector(images, feature), _segment_f1s(images, reference, feature)))
+        _segments[key] = out
+    return _segments[key]
 
 
 def profile_thresholds(clips: list[ProfileClip], feature: Feature, target: float, chunk: int) -> ThresholdMap:
     """Reducto's offline profiling: per ``chunk``-frame segment of each clip its diff vector
-    and best threshold, then the threshold map over all of them."""
+    and its best threshold (the largest keeping F1 >= ``target``), then the threshold map."""
     vectors, best = [], []
     for clip in clips:
-        for start in range(0, len(clip.frames) - 1, chunk):
-            images, reference = clip.frames[start : start + chunk], clip.reference[start : start + chunk]
-            if len(images) < 2:
-                continue
-            vectors.append(diff_vector(images, feature))
-            best.append(_segment_best(images, reference, feature, target))
+        for vector, scores in _clip_profile(clip, feature, chunk):
+            vectors.append(vector)
+            best.append(max([t for t, f1 in zip(THRESHOLDS, scores, strict=True) if f1 >= target], default=THRESHOLDS[0]))
     if not vectors:
         raise ConfigError("reducto: no profiling video (it profiles on videos other than the evaluated one)")
     return ThresholdMap(vectors, best)
