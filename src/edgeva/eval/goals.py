@@ -83,6 +83,8 @@ def equal_f1(result: EvalResult, schemes: tuple[str, ...] = ("accmpeg", ORACLE))
         if "uniform" not in curves or len(curves) < 2:
             continue
         level = min(result.config.target_f1, *(max(r["f1"] for r in c) for c in curves.values()))
+        if level <= 0:
+            continue  # some curve never detects anything: no F1 to compare at
         kb = {name: bytes_at_f1(c, level) for name, c in curves.items()}
         saving = {name: 100 * (1 - kb[name] / kb["uniform"]) for name in curves if name != "uniform" and kb[name] and kb["uniform"]}
         rows.append({"video": video, "f1": level, "bytes": kb, "saving_pct": saving})
