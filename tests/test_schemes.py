@@ -13,18 +13,26 @@ from edgeva.eval.report import RECORD_FIELDS, write_outputs
 from edgeva.models import create_detector
 from edgeva.net import Link
 from edgeva.schemes import SchemeContext, Server, create_scheme, list_schemes, scheme_class
+from edgeva.schemes.base import ProfileClip
 from edgeva.store.evaluation import list_eval_runs, load_eval_run, save_eval
 from edgeva.video import EncoderSettings
 
 CLIP = "store-aisle-detection"
 
 
+PROFILE = "people-detection"  # Reducto profiles on another video than the one it streams
+
+
 @pytest.fixture(scope="module")
 def ctx():
     frames = frames_of(CLIP, 30)
+    server = Server(create_detector("yolox-nano", score_threshold=0.1))
+    profile = frames_of(PROFILE, 23)
+    clips = [ProfileClip(PROFILE, profile, server.detector.detect(profile))]
     return SchemeContext(
-        server=Server(create_detector("yolox-nano", score_threshold=0.1)), settings=EncoderSettings(fps=16.7),
+        server=server, settings=EncoderSettings(fps=16.7),
         frame_size=frames[0].shape[:2], fps=16.7, camera_detector=lambda: create_detector("fastestdet", score_threshold=0.1),
+        profile_clips=lambda: clips,
     )
 
 
@@ -54,8 +62,9 @@ def test_eval_names_a_missing_checkpoint_before_any_work(tmp_path):
         evaluate(EvalConfig(videos=["no-such-video"], schemes=["accmpeg"], checkpoints={"selector": str(tmp_path / "gone.pt")}))
 
 
-def test_reducto_sends_fewer_frames_and_reuses_results(ctx):
-    outcomes = _replay(ctx, "reducto", feature="pixel", threshold=0.05)
+@pytest.mark.parametrize(("name", "config"), [("reducto-hindsight", {"threshold": 0.05}), ("reducto", {"target": 0.9})])
+def test_reducto_sends_fewer_frames_and_reuses_results(ctx, name, config):
+    outcomes = _replay(ctx, name, feature="pixel", **config)
     sent = sum(o.sent_frames for o in outcomes)
     assert 1 <= sent < 30
     detections = [d for o in outcomes for d in o.detections]

@@ -55,3 +55,27 @@ def bench_models_cmd(
     from edgeva.bench.models import bench_models
 
     print_rows("detector latency (median of runs, batch 1)", bench_models(iterations=iterations), json_out)
+
+
+@bench_app.command("oracle")
+def bench_oracle_cmd(
+    videos: Annotated[str, typer.Option(help="Comma-separated videos.")] = "bottle-detection,store-aisle-detection,people-detection,fruit-and-vegetable-detection",
+    frames: Annotated[int, typer.Option(help="Frames per video (from the start).")] = 40,
+    variants: Annotated[str | None, typer.Option(help="Comma-separated variant names (default: all; see edgeva.bench.oracle.VARIANTS).")] = None,
+    uniform_crfs: Annotated[str, typer.Option(help="Uniform CRFs of the reference curve (comma-separated).")] = "22,26,30,34,38,42,46,50",
+    json_out: JsonOpt = None,
+) -> None:
+    """The oracle AccGrad map against uniform CRF at equal F1, one method hypothesis per variant."""
+    from edgeva.bench.oracle import VARIANTS, bench_oracle
+    from edgeva.errors import ConfigError
+
+    chosen = [v.strip() for v in variants.split(",")] if variants else None
+    unknown = [v for v in chosen or [] if v not in VARIANTS]
+    if unknown:
+        raise ConfigError(f"variant {unknown[0]!r}: choose from {', '.join(VARIANTS)}")
+    try:
+        crfs = [int(c) for c in uniform_crfs.split(",") if c]
+    except ValueError:
+        raise ConfigError(f"--uniform-crfs {uniform_crfs!r}: expected comma-separated integers") from None
+    rows = bench_oracle(videos=[v for v in videos.split(",") if v], frames=frames, variants=chosen, uniform_crfs=crfs, on_step=lambda m: console.print(m, markup=False, style="dim"))
+    print_rows("oracle AccGrad map vs uniform CRF at equal F1 (full resolution and frame rate)", rows, json_out)

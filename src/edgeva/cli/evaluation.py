@@ -31,7 +31,7 @@ def print_best(best: list[dict], title: str) -> None:
 def eval_cmd(
     videos: Annotated[list[str], typer.Option("--videos", help="Videos (repeat or comma-separate): paths or sample names.")],
     out: Annotated[Path, typer.Option(help="Output folder for results.json/csv, report.md and accuracy_delay.png.")],
-    schemes: Annotated[str, typer.Option(help="Comma-separated schemes.")] = "uniform,accmpeg,dds,eaar,reducto,vigil",
+    schemes: Annotated[str, typer.Option(help="Comma-separated schemes (`edgeva info` lists them).")] = "uniform,accmpeg,accmpeg-oracle,dds,eaar,reducto,vigil",
     model: Annotated[str, typer.Option(help="Final DNN on the server.")] = "yolox-nano",
     selector: Annotated[Path | None, typer.Option(help="AccMPEG selector checkpoint.")] = None,
     frames: Annotated[int | None, typer.Option(help="Frames per video (from the start).")] = None,
@@ -43,6 +43,7 @@ def eval_cmd(
     no_sweep: Annotated[bool, typer.Option("--no-sweep", help="Only each scheme's default configuration.")] = False,
     db: Annotated[str, typer.Option(help="Results database: a SQLite path or any SQLAlchemy URL.")] = DEFAULT_DB,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Recompute references and replays.")] = False,
+    profile_videos: Annotated[str | None, typer.Option(help="Videos Reducto profiles its thresholds on (comma-separated; the evaluated one is always left out). Default: the sample videos.")] = None,
 ) -> None:
     """Replay videos through every scheme's configurations; write tables, a plot and the run into the database."""
     from edgeva.errors import ConfigError
@@ -58,6 +59,7 @@ def eval_cmd(
     cfg = EvalConfig(
         videos=_split(videos), schemes=_split([schemes]), model=model, checkpoints={"selector": str(selector)} if selector else {}, frames=frames,
         chunk=chunk, target_f1=target_f1, link=link, sweep=not no_sweep, use_cache=not no_cache,
+        profile_videos=_split([profile_videos]) if profile_videos else None,
     )
     with progress() as bar:
         def stage(description: str, total: int):

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from edgeva import assets
 from edgeva.errors import ConfigError
@@ -25,12 +26,12 @@ from edgeva.metrics import DetectionF1
 from edgeva.models import Detections, create_detector
 from edgeva.net import Exchange, Link, chunk_timings
 from edgeva.schemes import SchemeContext, Server, create_scheme, scheme_class
-from edgeva.schemes.base import ChunkOutcome
+from edgeva.schemes.base import ChunkOutcome, ProfileClip
 from edgeva.video import EncoderSettings, open_video
 
 __all__ = ["EvalConfig", "EvalResult", "evaluate", "summarize", "pick_best", "REPLAY_VERSION"]
 
-REPLAY_VERSION = 3  # 3: x264 cpu-independent (reproducible bytes); 2: sampled frames encoded at the nominal rate. Bump when a scheme's behaviour changes: cached replays are keyed by it
+REPLAY_VERSION = 4  # 4: DDS re-sends only unsure regions, Reducto online, composed knobs; 3: x264 cpu-independent (reproducible bytes); 2: sampled frames encoded at the nominal rate. Bump when a scheme's behaviour changes: cached replays are keyed by it
 
 
 @dataclass
@@ -50,6 +51,13 @@ class EvalConfig:
     sweep: bool = True  # False: each scheme's default configuration only
     camera_model: str = "fastestdet"  # Vigil's camera-side detector
     use_cache: bool = True
+    # Videos schemes may profile on offline (Reducto's threshold map): never the evaluated one.
+    # None: the shared sample videos; each is read up to ``frames`` (or ``profile_frames``) frames.
+    profile_videos: Sequence[str] | None = None
+    profile_frames: int = 101
+    # Torch threads for the final DNN and AccGrad, pinned (not the machine's core count) so that
+    # the same command gives the same detections, hence F1, on any machine of the same kind.
+    threads: int = 2
 
 
 @dataclass
@@ -163,6 +171,48 @@ def _check_checkpoints(cfg: EvalConfig, log: Callable[[str], None]) -> dict[str,
     return ids
 
 
+def _read_video(spec: str, limit: int | None) -> tuple[str, list[np.ndarray], float]:
+    path = assets.resolve_video(spec)
+    source = open_video(path, limit=limit)
+    frames = [f.image for f in source]
+    if not frames:
+        raise ConfigError(f"{spec}: no frames")
+    return path, frames, source.info.fps
+
+
+def _reference(detector, path: str, frames: list[np.ndarray], cfg: EvalConfig) -> tuple[dict, list[Detections]]:
+    """The final DNN's results on the original frames (cached), and their cache key."""
+    key = {"video": _video_key(path), "frames": len(frames), "model": cfg.model}
+    ref_file = _cache_file("reference", key)
+    cached = _load(ref_file) if cfg.use_cache else None
+    if cached is not None:
+        return key, [Detections.from_json(d) for d in cached["detections"]]
+    reference = detector.detect(frames)
+    _store(ref_file, {"detections": [d.to_json() for d in reference]})
+    return key, reference
+
+
+class _Profiles:
+    """Profiling clips for each evaluated video: every profile video but that one, loaded once."""
+
+    def __init__(self, cfg: EvalConfig, detector):
+        self.cfg, self.detector = cfg, detector
+        self.specs = list(cfg.profile_videos) if cfg.profile_videos is not None else assets.sample_videos()
+        self._clips: dict[str, ProfileClip] = {}
+
+    def _clip(self, spec: str) -> ProfileClip:
+        if spec not in self._clips:
+            path, frames, _fps = _read_video(spec, self.cfg.frames or self.cfg.profile_frames)
+            self._clips[spec] = ProfileClip(Path(path).stem, frames, _reference(self.detector, path, frames, self.cfg)[1])
+        return self._clips[spec]
+
+    def names(self, video: str) -> list[str]:
+        return [Path(s).stem for s in self.specs if Path(s).stem != video]
+
+    def for_video(self, video: str) -> Callable[[], list[ProfileClip]]:
+        return lambda: [self._clip(s) for s in self.specs if Path(s).stem != video]
+
+
 def evaluate(cfg: EvalConfig, *, on_progress: Callable[[str, int], Callable[[], None]] | None = None, log: Callable[[str], None] = print) -> EvalResult:
     """Replay every video through every configuration of every scheme.
 
@@ -171,6 +221,15 @@ def evaluate(cfg: EvalConfig, *, on_progress: Callable[[str, int], Callable[[], 
         on_progress: called with (description, total) per video; returns a per-step callback.
         log: where one-line notes go.
     """
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(cfg.threads)
+    try:
+        return _evaluate(cfg, on_progress, log)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _evaluate(cfg: EvalConfig, on_progress: Callable[[str, int], Callable[[], None]] | None, log: Callable[[str], None]) -> EvalResult:
     start = time.perf_counter()
     checkpoint_ids = _check_checkpoints(cfg, log)
     detector = create_detector(cfg.model, score_threshold=0.1)  # low: DDS needs its unsure boxes
@@ -183,26 +242,16 @@ def evaluate(cfg: EvalConfig, *, on_progress: Callable[[str, int], Callable[[], 
             camera_detector = create_detector(cfg.camera_model, score_threshold=0.1)
         return camera_detector
 
+    profiles = _Profiles(cfg, detector)
     records: list[dict] = []
     for spec in cfg.videos:
-        path = assets.resolve_video(spec)
-        source = open_video(path, limit=cfg.frames)
-        fps = source.info.fps
-        frames = [f.image for f in source]
-        if not frames:
-            raise ConfigError(f"{spec}: no frames")
+        path, frames, fps = _read_video(spec, cfg.frames)
         video_name = Path(path).stem
-        key = {"video": _video_key(path), "frames": len(frames), "model": cfg.model}
-        ref_file = _cache_file("reference", key)
-        cached = _load(ref_file) if cfg.use_cache else None
-        if cached is None:
-            reference = detector.detect(frames)
-            _store(ref_file, {"detections": [d.to_json() for d in reference]})
-        else:
-            reference = [Detections.from_json(d) for d in cached["detections"]]
+        key, reference = _reference(detector, path, frames, cfg)
         ctx = SchemeContext(
             server=server, settings=EncoderSettings(codec=cfg.codec, preset=cfg.preset, fps=fps),
             frame_size=frames[0].shape[:2], fps=fps, camera_detector=cheap_detector, checkpoints=dict(cfg.checkpoints),
+            profile_clips=profiles.for_video(video_name), chunk=cfg.chunk,
         )
         plan = [(name, config) for name in cfg.schemes for config in (scheme_class(name).sweep(ctx) if cfg.sweep else [{}])]
         step = on_progress(f"{video_name} ({len(frames)} frames)", len(plan)) if on_progress else (lambda: None)
@@ -210,6 +259,7 @@ def evaluate(cfg: EvalConfig, *, on_progress: Callable[[str, int], Callable[[], 
             replay_key = {
                 **key, "scheme": name, "config": config, "chunk": cfg.chunk, "codec": cfg.codec, "preset": cfg.preset,
                 "checkpoints": checkpoint_ids[name], "camera_model": cfg.camera_model if name == "vigil" else None,
+                "profile": [profiles.names(video_name), cfg.frames or cfg.profile_frames] if scheme_class(name).profiles else None,
                 "version": REPLAY_VERSION,
             }
             replay_file = _cache_file("replay", replay_key)

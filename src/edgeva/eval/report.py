@@ -11,6 +11,17 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from edgeva.eval.goals import (  # noqa: E402
+    ORACLE,
+    bytes_at_f1,
+    encoder_saving,
+    equal_f1,
+    fewest_bytes,
+    full_rate,
+    goals,
+    is_bound,
+    reasons,
+)
 from edgeva.eval.harness import EvalResult  # noqa: E402
 
 __all__ = ["write_outputs", "RECORD_FIELDS", "comparison", "encoder_comparison", "markdown_report", "plot_accuracy_delay"]
@@ -19,7 +30,8 @@ RECORD_FIELDS = [
     "video", "scheme", "config", "f1", "precision", "recall", "bytes", "kbps", "frames", "sent_frames",
     "delay_mean_s", "delay_p95_s", "camera_ms_per_frame", "server_ms_per_frame",
 ]
-COLORS = {"accmpeg": "tab:red", "uniform": "tab:blue", "dds": "tab:green", "eaar": "tab:orange", "reducto": "tab:purple", "vigil": "tab:brown"}
+COLORS = {"accmpeg": "tab:red", "uniform": "tab:blue", "dds": "tab:green", "eaar": "tab:orange", "reducto": "tab:purple", "vigil": "tab:brown",
+          ORACLE: "tab:pink", "reducto-hindsight": "tab:gray"}
 
 
 def _config_label(config: dict) -> str:
@@ -35,7 +47,7 @@ def comparison(result: EvalResult) -> list[dict]:
         by_video.setdefault(b["video"], []).append(b)
     for video, best in by_video.items():
         ours = next((b for b in best if b["scheme"] == "accmpeg"), None)
-        baselines = [b for b in best if b["scheme"] != "accmpeg" and b["reaches_target"]]
+        baselines = [b for b in best if b["scheme"] != "accmpeg" and not is_bound(b["scheme"]) and b["reaches_target"]]
         rival = min(baselines, key=lambda b: b["delay_mean_s"]) if baselines else None
         row = {"video": video, "accmpeg": ours, "best_baseline": rival}
         if ours and rival and ours["reaches_target"]:
@@ -45,24 +57,6 @@ def comparison(result: EvalResult) -> list[dict]:
     return rows
 
 
-def _full_rate(record: dict) -> bool:
-    return record["config"].get("fps_divisor", 1) == 1 and record["config"].get("scale", 1.0) == 1.0
-
-
-def _bytes_at_f1(records: list[dict], f1: float) -> float | None:
-    """Bytes the uniform curve needs for ``f1``: linear between the two CRFs of its bytes/F1
-    frontier that bracket it (the CRF grid is coarse: the next CRF up overshoots), or None."""
-    frontier, best = [], -1.0
-    for r in sorted(records, key=lambda r: r["bytes"]):
-        if r["f1"] > best:
-            frontier.append((r["bytes"], r["f1"]))
-            best = r["f1"]
-    for (b0, f0), (b1, f1_) in zip([(0.0, -1.0), *frontier], frontier, strict=False):
-        if f1_ >= f1:
-            return b1 if f0 < 0 else b0 + (b1 - b0) * (f1 - f0) / (f1_ - f0)
-    return None
-
-
 def encoder_comparison(result: EvalResult) -> list[dict]:
     """AccMPEG against uniform CRF at the same resolution and frame rate (encoder against
     encoder, as in the AccMPEG paper's bytes-vs-accuracy comparison): for each full-rate AccMPEG
@@ -70,8 +64,8 @@ def encoder_comparison(result: EvalResult) -> list[dict]:
     least its F1."""
     rows = []
     for video in dict.fromkeys(r["video"] for r in result.records):
-        uniform = [r for r in result.records if r["video"] == video and r["scheme"] == "uniform" and _full_rate(r)]
-        ours = [r for r in result.records if r["video"] == video and r["scheme"] == "accmpeg" and _full_rate(r)]
+        uniform = [r for r in result.records if r["video"] == video and r["scheme"] == "uniform" and full_rate(r)]
+        ours = [r for r in result.records if r["video"] == video and r["scheme"] == "accmpeg" and full_rate(r)]
         if not uniform or not ours:
             continue
         best_f1 = -1.0
@@ -80,7 +74,7 @@ def encoder_comparison(result: EvalResult) -> list[dict]:
                 continue  # a cheaper AccMPEG configuration is at least as accurate
             best_f1 = a["f1"]
             rival = min((u for u in uniform if u["f1"] >= a["f1"]), key=lambda u: u["bytes"], default=None)
-            matched = _bytes_at_f1(uniform, a["f1"])
+            matched = bytes_at_f1(uniform, a["f1"])
             saving = 100 * (1 - a["bytes"] / matched) if matched else None
             rows.append({"video": video, "accmpeg": a, "uniform": rival, "uniform_bytes_at_f1": matched, "bytes_saving_pct": saving})
     return rows
@@ -138,8 +132,43 @@ def markdown_report(result: EvalResult) -> str:
             rival = (f"{u['config']['crf']} | {u['f1']:.3f} | {u['bytes'] / 1000:.1f} | {r['uniform_bytes_at_f1'] / 1000:.1f} | {r['bytes_saving_pct']:+.1f}%"
                      if u else "none reaches it | | | |")
             lines.append(f"| {r['video']} | {_config_label(a['config'])} | {a['f1']:.3f} | {a['bytes'] / 1000:.1f} | {rival} |")
+    lines += _goal_sections(result)
     lines += ["", f"{len(result.records)} configurations replayed in {result.seconds:.0f} s. All rows: results.csv / results.json.", ""]
     return "\n".join(lines)
+
+
+def _goal_sections(result: EvalResult) -> list[str]:
+    lines: list[str] = []
+    rows = equal_f1(result)
+    if rows:
+        lines += ["", "## Learned selector, oracle map and uniform quality at equal F1 (full resolution and frame rate)", "",
+                  "Bytes each curve needs at one F1 (the target where all three reach it, else the highest all reach), "
+                  "interpolated along each scheme's bytes/F1 frontier.", "",
+                  "| video | F1 | uniform KB | AccMPEG KB | its saving | oracle KB | its saving |", "| --- | --- | --- | --- | --- | --- | --- |"]
+        for r in rows:
+            cells = [f"{r['bytes'][n] / 1000:.1f} | {r['saving_pct'][n]:+.1f}%" if n in r["saving_pct"] else "- | -" for n in ("accmpeg", ORACLE)]
+            lines.append(f"| {r['video']} | {r['f1']:.3f} | {r['bytes']['uniform'] / 1000:.1f} | {cells[0]} | {cells[1]} |")
+    wins = fewest_bytes(result)
+    if any(w["ours"] for w in wins):
+        g = goals(result)
+        lines += ["", "## Goals", "", "| video | AccMPEG at the target | cheapest other deployable scheme | oracle | AccMPEG cheapest? |",
+                  "| --- | --- | --- | --- | --- |"]
+        for w in wins:
+            ours, rival, oracle = w["ours"], w["rival"], w["oracle"]
+            mine = f"{ours['bytes'] / 1000:.1f} KB ({_config_label(ours['config'])})" if ours and ours["reaches_target"] else "misses the target"
+            other = f"{rival['scheme']} {rival['bytes'] / 1000:.1f} KB" if rival else "none reaches it"
+            best_oracle = (f"{oracle['bytes'] / 1000:.1f} KB" if oracle["reaches_target"] else f"misses (F1 {oracle['f1']:.3f})") if oracle else "-"
+            lines.append(f"| {w['video']} | {mine} | {other} | {best_oracle} | {'yes' if w['wins'] else 'no'} |")
+        points = encoder_saving(result)
+        mean = g["encoder_saving_mean_pct"]
+        lines += ["", f"- Fewest bytes of all deployable schemes at F1 >= {result.config.target_f1}: {g['videos_won']} of {g['videos']} videos "
+                  f"(goal: at least 3 of 4) -> {'met' if g['fewest_bytes_met'] else 'missed'}.",
+                  "- Encoder against encoder (cheapest full-rate AccMPEG configuration reaching the target, else its most accurate, "
+                  "against uniform CRF at the same F1): " + ", ".join(
+                      f"{p['video']} {p['saving_pct']:+.1f}% at F1 {p['point']['f1']:.3f}" for p in points if p["saving_pct"] is not None)
+                  + (f"; mean {mean:+.1f}% (goal: at least 35% fewer) -> {'met' if g['encoder_saving_met'] else 'missed'}." if mean is not None else "; no point.")]
+        lines += [f"- {why}" for why in reasons(result)]
+    return lines
 
 
 def _frontier(points: list[tuple[float, float]]) -> list[tuple[float, float]]:

@@ -1,9 +1,10 @@
 """AccMPEG as a streaming scheme: the trained selector's macroblock map per chunk, ROI encoding.
 
-Like the uniform baseline, it may also send only every d-th frame (results of the others are
-reused): AccMPEG decides how each sent frame is encoded, which is orthogonal to how many
-frames are sent, and denying it the knob the baseline has would compare frame rates, not
-encoders. ``fps_divisor=1`` is the paper's AccMPEG.
+AccMPEG decides how each sent frame is encoded, which is orthogonal to which frames are sent
+and at what resolution; denying it the knobs the baselines have would compare frame rates,
+not encoders. So on top of its block map it takes the uniform baseline's frame-rate divisor
+and resolution scale and Reducto's online frame filter (:func:`composed_knobs`); its sweep
+measures the block map at full rate (the paper's AccMPEG) and on top of each of them.
 """
 
 from __future__ import annotations
@@ -15,12 +16,18 @@ from pathlib import Path
 from edgeva.accmpeg.camera import DEFAULT_GAMMA, AccMPEGQuality
 from edgeva.accmpeg.selector import QualitySelector, load_selector
 from edgeva.schemes.base import SchemeContext, register_scheme
-from edgeva.schemes.common import FPS_DIVISORS, QUALITY_PAIRS, FrameSampling
+from edgeva.schemes.common import QUALITY_PAIRS, FrameSampling
+from edgeva.schemes.reducto import online_filter
 from edgeva.video import QualityMap
 
-__all__ = ["AccMPEG", "ACCMPEG_ALPHAS", "cached_selector"]
+__all__ = ["AccMPEG", "ACCMPEG_ALPHAS", "COMPOSED", "cached_selector", "composed_knobs", "composed_sweep"]
 
 ACCMPEG_ALPHAS = (0.2, 0.5, 0.8)
+# (scale, fps_divisor, Reducto filter feature or None) combinations swept on top of the block
+# map, each with every quality pair: resolution alone, frame rate alone, the online frame
+# filter alone, and resolution with a lower frame rate (the uniform baseline's usual winners).
+COMPOSED: tuple[tuple[float, int, str | None], ...] = ((0.75, 1, None), (0.5, 1, None), (1.0, 3, None), (1.0, 1, "pixel"), (0.5, 3, None))
+FILTER_TARGET = 0.95  # per-segment accuracy the composed Reducto filter keeps
 _loaded: dict[tuple[str, int, int], QualitySelector] = {}
 
 
@@ -37,20 +44,48 @@ def cached_selector(path: str) -> QualitySelector:
     return _loaded[key]
 
 
+def composed_knobs(scheme: FrameSampling, ctx: SchemeContext, *, fps_divisor: int, scale: float, filter_feature: str | None, filter_target: float) -> None:
+    """Give a block-map scheme the frame-rate, resolution and frame-filter knobs."""
+    if not 0.1 <= scale <= 1.0:
+        from edgeva.errors import ConfigError
+
+        raise ConfigError(f"{scheme.name}: scale={scale} must be in [0.1, 1]")
+    scheme.fps_divisor, scheme.scale = fps_divisor, scale
+    scheme.frame_filter = online_filter(ctx, filter_feature, filter_target) if filter_feature else None  # type: ignore[arg-type]
+
+
+def composed_sweep(head: dict, pairs: tuple[tuple[int, int], ...] = QUALITY_PAIRS) -> list[dict]:
+    """Configurations of the composed knobs for one block-map setting ``head`` and each of
+    ``pairs`` (only non-default knobs are written, so labels stay short)."""
+    out = []
+    for scale, divisor, feature in COMPOSED:
+        extra: dict = {}
+        if scale != 1.0:
+            extra["scale"] = scale
+        if divisor != 1:
+            extra["fps_divisor"] = divisor
+        if feature:
+            extra |= {"filter_feature": feature, "filter_target": FILTER_TARGET}
+        out += [{**head, "crf_high": high, "crf_low": low, **extra} for high, low in pairs]
+    return out
+
+
 @register_scheme
 class AccMPEG(FrameSampling):
     name = "accmpeg"
-    description = "AccMPEG: camera-side selector picks high-quality macroblocks (CRF high/low ROI)"
+    description = "AccMPEG: camera-side selector picks high-quality macroblocks (CRF high/low ROI), with frame-rate, resolution and frame-filter knobs"
     checkpoints = ("selector",)
+    profiles = True  # the composed Reducto filter profiles on other videos
 
     def __init__(self, ctx: SchemeContext, *, alpha: float = 0.2, gamma: int = DEFAULT_GAMMA, crf_high: int | None = None, crf_low: int | None = None,
-                 fps_divisor: int = 1):
+                 fps_divisor: int = 1, scale: float = 1.0, filter_feature: str | None = None, filter_target: float = FILTER_TARGET):
         selector = cached_selector(ctx.checkpoint("selector", self.name))
         crf_high = selector.meta.crf_high if crf_high is None else crf_high
         crf_low = selector.meta.crf_low if crf_low is None else crf_low
-        super().__init__(ctx, alpha=alpha, gamma=gamma, crf_high=crf_high, crf_low=crf_low, fps_divisor=fps_divisor)
+        super().__init__(ctx, alpha=alpha, gamma=gamma, crf_high=crf_high, crf_low=crf_low, fps_divisor=fps_divisor, scale=scale,
+                         filter_feature=filter_feature, filter_target=filter_target)
         self.policy = AccMPEGQuality(selector, alpha=alpha, gamma=gamma, crf_high=crf_high, crf_low=crf_low)
-        self.fps_divisor = fps_divisor
+        composed_knobs(self, ctx, fps_divisor=fps_divisor, scale=scale, filter_feature=filter_feature, filter_target=filter_target)
         self.reset()
 
     @classmethod
@@ -63,12 +98,10 @@ class AccMPEG(FrameSampling):
 
     @classmethod
     def sweep(cls, ctx: SchemeContext) -> list[dict]:
-        return [
-            {"alpha": a, "crf_high": high, "crf_low": low, "fps_divisor": d}
-            for high, low in QUALITY_PAIRS for a in ACCMPEG_ALPHAS for d in FPS_DIVISORS
-        ]
+        full_rate = [{"alpha": a, "crf_high": high, "crf_low": low} for high, low in QUALITY_PAIRS for a in ACCMPEG_ALPHAS]
+        return full_rate + composed_sweep({"alpha": 0.5})
 
     def encode(self, images: list, first_frame: int) -> tuple[list, QualityMap, float]:
         start = time.perf_counter()
-        quality = self.policy.quality(images, first_frame)  # the selector sees the first frame sent
+        quality = self.policy.quality(images, first_frame)  # the selector sees the first frame sent, at full size
         return images, quality, time.perf_counter() - start

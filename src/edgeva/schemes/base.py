@@ -28,6 +28,7 @@ from edgeva.video import EncoderSettings
 
 __all__ = [
     "ChunkOutcome",
+    "ProfileClip",
     "Server",
     "SchemeContext",
     "Scheme",
@@ -68,6 +69,16 @@ class Server:
 
 
 @dataclass
+class ProfileClip:
+    """Video a scheme may profile offline (Reducto's threshold map): frames and the final DNN's
+    results on them. Never the video being evaluated."""
+
+    name: str
+    frames: list[np.ndarray]
+    reference: list[Detections]
+
+
+@dataclass
 class SchemeContext:
     """What every scheme instance gets: the server, encoder settings, the frame geometry."""
 
@@ -77,6 +88,8 @@ class SchemeContext:
     fps: float
     camera_detector: Callable[[], Detector] | None = None  # lazily built cheap detector (Vigil)
     checkpoints: dict[str, str] = field(default_factory=dict)  # kind ("selector", ...) -> path of a trained model
+    profile_clips: Callable[[], list[ProfileClip]] | None = None  # lazily loaded profiling video (Reducto)
+    chunk: int = 10  # frames per chunk (a segment, for schemes that profile per segment)
     extras: dict = field(default_factory=dict)
 
     def checkpoint(self, kind: str, scheme: str) -> str:
@@ -98,6 +111,12 @@ class Scheme(ABC):
     # Kinds of trained checkpoints the scheme needs (keys of SchemeContext.checkpoints, e.g.
     # "selector"); the harness requires each before any work and keys cached replays by their content.
     checkpoints: ClassVar[tuple[str, ...]] = ()
+    # Whether configurations profile on other videos (SchemeContext.profile_clips); the harness
+    # then keys cached replays by the profiling videos too.
+    profiles: ClassVar[bool] = False
+    # Not deployable (it uses what a real camera or server does not have, e.g. the final DNN on
+    # the camera or hindsight on the evaluated video): reported as a bound, never as a baseline.
+    bound: ClassVar[bool] = False
 
     def __init__(self, ctx: SchemeContext, **config: object):
         self.ctx = ctx

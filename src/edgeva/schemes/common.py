@@ -8,12 +8,21 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from edgeva.filtering import FrameFilter
 from edgeva.models import Detections
 from edgeva.net import Exchange
 from edgeva.schemes.base import ChunkOutcome, Scheme, SchemeContext
-from edgeva.video import QualityMap, decode_chunk, encode_chunk, upsample
+from edgeva.video import (
+    EncodedChunk,
+    QualityMap,
+    decode_chunk,
+    encode_chunk,
+    resample_blocks,
+    resize_even,
+    upsample,
+)
 
-__all__ = ["send_frames", "blank_outside", "carry_forward", "sampled", "FrameSampling", "QUALITY_PAIRS", "FPS_DIVISORS"]
+__all__ = ["transmit", "send_frames", "blank_outside", "carry_forward", "sampled", "scaled", "FrameSampling", "QUALITY_PAIRS", "FPS_DIVISORS", "SCALES"]
 
 BLANK = 128  # grey: flat areas cost the encoder next to nothing
 
@@ -28,10 +37,38 @@ QUALITY_PAIRS = ((24, 34), (30, 40), (36, 46))
 # orthogonal to how each sent frame is encoded); unsent frames reuse the latest result.
 FPS_DIVISORS = (1, 2, 3)
 
+# Resolution scales swept by the schemes that resize frames before encoding (AWStream's
+# resolution knob); the server upscales decoded frames back before inference.
+SCALES = (1.0, 0.75, 0.5)
+
 
 def sampled(first_frame: int, count: int, divisor: int) -> list[int]:
     """Indices within a chunk of the frames kept when sending every ``divisor``-th frame of the video."""
     return [i for i in range(count) if (first_frame + i) % divisor == 0]
+
+
+def scaled(images: list[np.ndarray], quality: QualityMap | int, scale: float) -> tuple[list[np.ndarray], QualityMap | int]:
+    """Frames resized by ``scale`` and their quality carried to the new macroblock grid (a
+    block of the small frame gets the best quality of the blocks it covers)."""
+    if scale == 1.0:
+        return images, quality
+    resized = [resize_even(image, scale) for image in images]
+    if isinstance(quality, QualityMap):
+        levels = resample_blocks(quality.crf, images[0].shape[:2], resized[0].shape[:2], keep="min")
+        quality = QualityMap(levels, base=quality.base_crf)
+    return resized, quality
+
+
+def transmit(ctx: SchemeContext, images: Sequence[np.ndarray], quality: QualityMap | int, first_frame: int) -> tuple[EncodedChunk, list[np.ndarray], float]:
+    """Encode ``images`` as one chunk and decode them at the server, upscaled back to the
+    original frame size where they were sent smaller: (chunk, decoded frames, decode seconds)."""
+    chunk = encode_chunk(list(images), quality, ctx.settings, first_frame=first_frame)
+    start = time.perf_counter()
+    decoded = decode_chunk(chunk)
+    height, width = ctx.frame_size
+    if decoded[0].shape[:2] != (height, width):
+        decoded = [cv2.resize(d, (width, height), interpolation=cv2.INTER_LINEAR) for d in decoded]
+    return chunk, decoded, time.perf_counter() - start
 
 
 def send_frames(
@@ -50,13 +87,7 @@ def send_frames(
     """
     if not images:
         return Exchange(camera_s, 0, 0.0), []
-    chunk = encode_chunk(list(images), quality, ctx.settings, first_frame=first_frame)
-    start = time.perf_counter()
-    decoded = decode_chunk(chunk)
-    height, width = ctx.frame_size
-    if decoded[0].shape[:2] != (height, width):
-        decoded = [cv2.resize(d, (width, height), interpolation=cv2.INTER_LINEAR) for d in decoded]
-    decode_s = time.perf_counter() - start
+    chunk, decoded, decode_s = transmit(ctx, images, quality, first_frame)
     results, infer_s = ctx.server.infer(decoded)
     return Exchange(camera_s + chunk.encode_s, chunk.nbytes, decode_s + infer_s), results
 
@@ -80,24 +111,36 @@ def carry_forward(sent: dict[int, Detections], count: int, previous: Detections)
 
 
 class FrameSampling(Scheme):
-    """A scheme that sends every ``fps_divisor``-th frame of the video in one upload per chunk;
-    the frames in between reuse the latest result. Subclasses say how the kept frames are
-    encoded (:meth:`encode`)."""
+    """A scheme that sends, per chunk and in one upload, every ``fps_divisor``-th frame of the
+    video, optionally only those that a camera-side ``frame_filter`` passes (Reducto's filter),
+    resized by ``scale`` (AWStream's resolution knob); the frames in between reuse the latest
+    result. Subclasses say how the kept frames are encoded at full size (:meth:`encode`)."""
 
     fps_divisor: int = 1
+    scale: float = 1.0
+    frame_filter: FrameFilter | None = None
 
     def reset(self) -> None:
         self._last = Detections.empty()
+        if self.frame_filter is not None:
+            self.frame_filter.reset()
 
     def encode(self, images: list[np.ndarray], first_frame: int) -> tuple[list[np.ndarray], QualityMap | int, float]:
-        """(frames to encode, their quality, camera seconds spent choosing either)."""
+        """(frames to encode, their quality, camera seconds spent choosing either), at full size."""
         raise NotImplementedError
 
     def process(self, frames: list, first_frame: int) -> ChunkOutcome:
+        start = time.perf_counter()
         keep = sampled(first_frame, len(frames), self.fps_divisor)
+        if self.frame_filter is not None and keep:
+            keep = [keep[i] for i in self.frame_filter.select([frames[i] for i in keep])]
+        filter_s = time.perf_counter() - start
         rounds, results, high = [], [], 0.0
         if keep:
             images, quality, camera_s = self.encode([frames[i] for i in keep], first_frame)
+            start = time.perf_counter()
+            images, quality = scaled(images, quality, self.scale)
+            camera_s += filter_s + time.perf_counter() - start
             exchange, results = send_frames(self.ctx, images, quality, first_frame, camera_s=camera_s)
             rounds, high = [exchange], (quality.high_fraction if isinstance(quality, QualityMap) else 0.0)
         detections, self._last = carry_forward(dict(zip(keep, results, strict=True)), len(frames), self._last)

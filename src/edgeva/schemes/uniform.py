@@ -3,11 +3,8 @@ video, picked from a full sweep with free profiling (Zhang et al., SIGCOMM 2018)
 
 from __future__ import annotations
 
-import time
-
 from edgeva.schemes.base import SchemeContext, register_scheme
-from edgeva.schemes.common import FPS_DIVISORS, FrameSampling
-from edgeva.video import resize_even
+from edgeva.schemes.common import FPS_DIVISORS, SCALES, FrameSampling
 
 __all__ = ["Uniform", "UNIFORM_CRFS"]
 
@@ -28,10 +25,8 @@ class Uniform(FrameSampling):
     def sweep(cls, ctx: SchemeContext) -> list[dict]:
         return [
             {"crf": crf, "scale": scale, "fps_divisor": d}
-            for crf in UNIFORM_CRFS for scale in (1.0, 0.75, 0.5) for d in FPS_DIVISORS
+            for crf in UNIFORM_CRFS for scale in SCALES for d in FPS_DIVISORS
         ]
 
     def encode(self, images: list, first_frame: int) -> tuple[list, int, float]:
-        start = time.perf_counter()
-        resized = images if self.scale == 1.0 else [resize_even(image, self.scale) for image in images]
-        return resized, self.crf, time.perf_counter() - start
+        return images, self.crf, 0.0  # FrameSampling resizes by ``scale``

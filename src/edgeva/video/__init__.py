@@ -8,6 +8,7 @@ from edgeva.video.blocks import (
     map_to_rects,
     psnr,
     rects_to_map,
+    resample_blocks,
     upsample,
 )
 from edgeva.video.codec import (
@@ -25,7 +26,7 @@ from edgeva.video.codec import (
 from edgeva.video.source import Frame, VideoInfo, open_video, read_frames
 
 __all__ = [
-    "MB", "boxes_to_mask", "dilate", "grid_shape", "map_to_rects", "psnr", "rects_to_map", "upsample",
+    "MB", "boxes_to_mask", "dilate", "grid_shape", "map_to_rects", "psnr", "rects_to_map", "resample_blocks", "upsample",
     "CODECS", "EncodedChunk", "EncodedPacket", "EncoderSettings", "Mp4Writer", "QualityMap",
     "StreamEncoder", "decode_chunk", "encode_chunk", "resize_even",
     "Frame", "VideoInfo", "open_video", "read_frames",

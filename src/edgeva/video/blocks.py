@@ -19,6 +19,7 @@ __all__ = [
     "dilate",
     "upsample",
     "boxes_to_mask",
+    "resample_blocks",
     "psnr",
 ]
 
@@ -114,6 +115,26 @@ def upsample(block_map: np.ndarray, frame_size: tuple[int, int]) -> np.ndarray:
     """Per-pixel map (height, width) where each pixel takes its macroblock's value."""
     height, width = frame_size
     return np.repeat(np.repeat(block_map, MB, axis=0), MB, axis=1)[:height, :width]
+
+
+def resample_blocks(block_map: np.ndarray, frame_size: tuple[int, int], new_size: tuple[int, int], *, keep: str = "min") -> np.ndarray:
+    """A block map of a ``frame_size`` frame carried to the grid of the same picture resized to
+    ``new_size``: each new block takes the ``keep`` ("min" or "max") of the blocks it overlaps,
+    so with CRF levels ("min") no part of the picture loses quality it had."""
+    height, width = frame_size
+    new_h, new_w = new_size
+    rows, cols = grid_shape(new_h, new_w)
+    if block_map.shape != grid_shape(height, width):
+        raise ValueError(f"block map shape {block_map.shape} does not match frame {width}x{height}")
+    reduce = {"min": np.min, "max": np.max}[keep]
+    sy, sx = height / new_h, width / new_w
+    out = np.empty((rows, cols), dtype=block_map.dtype)
+    for r in range(rows):
+        r0, r1 = int(r * MB * sy) // MB, max(int(r * MB * sy) // MB + 1, math.ceil(min((r + 1) * MB, new_h) * sy / MB))
+        for c in range(cols):
+            c0, c1 = int(c * MB * sx) // MB, max(int(c * MB * sx) // MB + 1, math.ceil(min((c + 1) * MB, new_w) * sx / MB))
+            out[r, c] = reduce(block_map[r0:r1, c0:c1])
+    return out
 
 
 def boxes_to_mask(boxes: np.ndarray, frame_size: tuple[int, int], *, gamma: int = 0) -> np.ndarray:
