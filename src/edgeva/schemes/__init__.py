@@ -1,9 +1,10 @@
-"""Streaming schemes compared by the evaluation: AccMPEG and five baselines."""
+"""Streaming schemes compared by the evaluation: AccMPEG and its baselines, TileClipper, Crucio."""
 
 from edgeva.schemes import accmpeg as _accmpeg  # noqa: F401  (registers "accmpeg")
 from edgeva.schemes import dds as _dds  # noqa: F401
 from edgeva.schemes import eaar as _eaar  # noqa: F401
 from edgeva.schemes import reducto as _reducto  # noqa: F401
+from edgeva.schemes import tileclipper as _tileclipper  # noqa: F401
 from edgeva.schemes import uniform as _uniform  # noqa: F401
 from edgeva.schemes import vigil as _vigil  # noqa: F401
 from edgeva.schemes.base import (
