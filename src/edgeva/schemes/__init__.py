@@ -1,6 +1,7 @@
 """Streaming schemes compared by the evaluation: AccMPEG and its baselines, TileClipper, Crucio."""
 
 from edgeva.schemes import accmpeg as _accmpeg  # noqa: F401  (registers "accmpeg")
+from edgeva.schemes import crucio as _crucio  # noqa: F401  (registers "crucio")
 from edgeva.schemes import dds as _dds  # noqa: F401
 from edgeva.schemes import eaar as _eaar  # noqa: F401
 from edgeva.schemes import reducto as _reducto  # noqa: F401

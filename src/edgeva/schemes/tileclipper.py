@@ -215,6 +215,7 @@ class TileClipper(Scheme):
         self._thresholds: list[TileThreshold] | None = None
         self._canvas: np.ndarray | None = None  # the server's last received pixels
         self._last = Detections.empty()
+        self.sent_tiles: list[np.ndarray] = []  # per chunk: which tiles went (row-major), for inspection
 
     @property
     def tile_count(self) -> int:
@@ -266,6 +267,7 @@ class TileClipper(Scheme):
         bitrates = np.array([t.nbytes * 8 * self.ctx.fps / len(frames) for t in tiles])
         calibrating = self._thresholds is None
         send = self._choose(bitrates)
+        self.sent_tiles.append(send)
         camera_s = time.perf_counter() - start
         nbytes = sum(tiles[t].nbytes for t in np.flatnonzero(send)) + math.ceil(self.tile_count / 8)  # + which tiles came
         if not send.any():
