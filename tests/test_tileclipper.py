@@ -10,7 +10,13 @@ import pytest
 from conftest import frames_of
 from edgeva.models import Detections, create_detector
 from edgeva.schemes import SchemeContext, Server, create_scheme
-from edgeva.schemes.tileclipper import TileThreshold, calibrate_tile, f2_score, mobile_tiles, tile_edges
+from edgeva.schemes.tileclipper import (
+    TileThreshold,
+    calibrate_tile,
+    f2_score,
+    mobile_tiles,
+    tile_edges,
+)
 from edgeva.video import EncoderSettings
 
 CLIP = "store-aisle-detection"  # two shoppers walk down an aisle of static shelves

@@ -27,7 +27,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -90,10 +89,6 @@ class _Clips:
     def __init__(self, videos: list[np.ndarray], cfg: CrucioTrainConfig, rng: np.random.Generator):
         self.cfg, self.rng = cfg, rng
         self.train = [v[: int(len(v) * (1 - cfg.val_fraction))] for v in videos]
-        # Each training video also at half size: objects and textures at the scale of the
-        # smaller evaluation videos (two 768-wide training videos, 480-640-wide test videos).
-        self.train += [np.stack([cv2.resize(f, (f.shape[1] // 2, f.shape[0] // 2), interpolation=cv2.INTER_AREA) for f in v])
-                       for v in self.train]
         self.held_out = [v[int(len(v) * (1 - cfg.val_fraction)) :] for v in videos]
         for name, part in (("training", self.train), ("held-out", self.held_out)):
             if any(len(v) < max(cfg.clip_frames, cfg.chunk) for v in part):
