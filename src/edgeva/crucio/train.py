@@ -58,7 +58,7 @@ class CrucioTrainConfig:
     clip_frames: int = 6  # frames per training clip (>= the network's minimum, 5)
     crop: int = 96  # square crops, a multiple of the network's stride (16)
     lr: float = 1e-3
-    rate_weight: float = 0.02  # loss = MSE + rate_weight x bits per pixel
+    rate_weight: float = 0.002  # loss = MSE + rate_weight x bits per pixel
     eval_every: int = 25
     gru_steps: int = 100
     chunk: int = 10  # the GRU's clips: the evaluation's chunk length

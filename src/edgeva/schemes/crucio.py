@@ -5,9 +5,9 @@ nearest keyframe (the frame it is most like, which Crucio's representativeness o
 trains the selector for). The trained codec is a ``crucio`` checkpoint
 (``edgeva crucio train``; ``edgeva eval --crucio PATH``).
 
-The sweep tries the quantisation step (1: as trained; 2: half as many levels, fewer bytes)
-with the GRU's selection, and step 1 with every frame sent (the selector off), as Crucio's
-evaluation separates its codec from its filter.
+The sweep tries the quantisation step (1: as trained; 4: a quarter as many levels, fewer
+bytes) with the GRU's selection, and step 1 with every frame sent (the selector off), as
+Crucio's evaluation separates its codec from its filter.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ class Crucio(Scheme):
 
     @classmethod
     def sweep(cls, ctx: SchemeContext) -> list[dict]:
-        return [{"step": 1.0, "keyframes": "gru"}, {"step": 2.0, "keyframes": "gru"}, {"step": 1.0, "keyframes": "all"}]
+        return [{"step": 1.0, "keyframes": "gru"}, {"step": 4.0, "keyframes": "gru"}, {"step": 1.0, "keyframes": "all"}]
 
     def process(self, frames: list, first_frame: int) -> ChunkOutcome:
         sent = self.codec.camera(frames, step=self.step, threshold=self.threshold)
