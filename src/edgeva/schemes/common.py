@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TypeVar
 
 import cv2
 import numpy as np
@@ -13,7 +15,9 @@ from edgeva.net import Exchange
 from edgeva.schemes.base import ChunkOutcome, Scheme, SchemeContext
 from edgeva.video import QualityMap, decode_chunk, encode_chunk, upsample
 
-__all__ = ["send_frames", "blank_outside", "carry_forward", "sampled", "FrameSampling", "QUALITY_PAIRS", "FPS_DIVISORS"]
+__all__ = ["load_once", "send_frames", "blank_outside", "carry_forward", "sampled", "FrameSampling", "QUALITY_PAIRS", "FPS_DIVISORS"]
+
+T = TypeVar("T")
 
 BLANK = 128  # grey: flat areas cost the encoder next to nothing
 
@@ -27,6 +31,20 @@ QUALITY_PAIRS = ((24, 34), (30, 40), (36, 46))
 # Frame-rate divisors swept by the schemes that sample frames (AWStream's frame-rate knob,
 # orthogonal to how each sent frame is encoded); unsent frames reuse the latest result.
 FPS_DIVISORS = (1, 2, 3)
+
+
+def load_once(path: str, load: Callable[[str], T], cache: dict[tuple[str, int, int], T]) -> T:
+    """``load(path)``, once per version of the file (a sweep builds one scheme per
+    configuration, and the harness checks the checkpoint before any work); a missing file
+    goes straight to ``load``, which raises its own one-line error."""
+    try:
+        stat = Path(path).stat()
+    except OSError:
+        return load(path)
+    key = (str(path), stat.st_mtime_ns, stat.st_size)
+    if key not in cache:
+        cache[key] = load(path)
+    return cache[key]
 
 
 def sampled(first_frame: int, count: int, divisor: int) -> list[int]:

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 
 from edgeva.crucio.codec import CrucioCodec, load_crucio
 from edgeva.net import Exchange
 from edgeva.schemes.base import ChunkOutcome, Scheme, SchemeContext, register_scheme
+from edgeva.schemes.common import load_once
 
 __all__ = ["Crucio", "cached_codec", "nearest_keyframe"]
 
@@ -28,16 +28,8 @@ _loaded: dict[tuple[str, int, int], CrucioCodec] = {}
 
 
 def cached_codec(path: str) -> CrucioCodec:
-    """The codec at ``path``, loaded once per version of the file (a sweep builds one scheme
-    per configuration, and the harness checks the checkpoint before any work)."""
-    try:
-        stat = Path(path).stat()
-    except OSError:
-        return load_crucio(path)  # raises the one-line "no such crucio checkpoint"
-    key = (str(path), stat.st_mtime_ns, stat.st_size)
-    if key not in _loaded:
-        _loaded[key] = load_crucio(path)
-    return _loaded[key]
+    """The codec at ``path``, loaded once per version of the file."""
+    return load_once(path, load_crucio, _loaded)
 
 
 def nearest_keyframe(count: int, keyframes: list[int]) -> list[int]:
