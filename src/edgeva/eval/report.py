@@ -19,7 +19,8 @@ RECORD_FIELDS = [
     "video", "scheme", "config", "f1", "precision", "recall", "bytes", "kbps", "frames", "sent_frames",
     "delay_mean_s", "delay_p95_s", "camera_ms_per_frame", "server_ms_per_frame",
 ]
-COLORS = {"accmpeg": "tab:red", "uniform": "tab:blue", "dds": "tab:green", "eaar": "tab:orange", "reducto": "tab:purple", "vigil": "tab:brown"}
+COLORS = {"accmpeg": "tab:red", "uniform": "tab:blue", "dds": "tab:green", "eaar": "tab:orange", "reducto": "tab:purple", "vigil": "tab:brown",
+          "tileclipper": "tab:pink", "crucio": "tab:olive"}
 
 
 def _config_label(config: dict) -> str:
