@@ -92,9 +92,6 @@ class _Clips:
         self.cfg, self.rng = cfg, rng
         self.train = [v[: int(len(v) * (1 - cfg.val_fraction))] for v in videos]
         self.held_out = [v[int(len(v) * (1 - cfg.val_fraction)) :] for v in videos]
-        for name, part in (("training", self.train), ("held-out", self.held_out)):
-            if any(len(v) < max(cfg.clip_frames, cfg.chunk) for v in part):
-                raise ConfigError(f"too few frames for {name} clips: raise frames_per_video above {cfg.frames_per_video}")
 
     def _crop(self, video: np.ndarray, start: int, y: int, x: int) -> np.ndarray:
         c = self.cfg.crop
@@ -238,8 +235,11 @@ def train_crucio(cfg: CrucioTrainConfig, *, on_stage: Stage | None = None) -> Cr
     paths = [assets.resolve_video(v) for v in cfg.videos]
     tick = stage("reading frames", len(paths))
     videos = []
+    need = int(np.ceil(max(cfg.clip_frames, cfg.chunk) / min(cfg.val_fraction, 1 - cfg.val_fraction)))
     for path in paths:
         videos.append(np.stack(read_frames(path, cfg.frames_per_video)))
+        if len(videos[-1]) < need:
+            raise ConfigError(f"{Path(path).name}: {len(videos[-1])} frames, too few for training and held-out clips (need {need})")
         tick()
     meta = CrucioMeta(
         train_videos=[Path(p).name for p in paths], frames_per_video=cfg.frames_per_video, clip_frames=cfg.clip_frames,
