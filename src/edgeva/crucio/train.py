@@ -15,7 +15,7 @@ the selected frames' feature kernel should have a large determinant) and
 weighted 0.5 / 0.5 as in the release. The release's version of both losses picks the
 selected rows with ``torch.nonzero``, which cuts the gradient to the scores; here the
 binary selection (normalised scores rounded, straight-through) enters both losses
-multiplicatively, so the GRU does learn: the DPP term is det(I + diag(b)(L - I)diag(b)),
+multiplicatively, so gradients reach the GRU: the DPP term is det(I + diag(b)(L - I)diag(b)),
 equal to det(L_S) for a binary b, and each frame's nearest selected frame is a softmin
 weighted by b. Best state on held-out chunks, checked after every step (measured on the
 demo's training videos: the held-out loss fell from 4.73 to 1.74 within 50 steps, then the
