@@ -43,7 +43,8 @@ def _replay(ctx, name, **config):
     return [scheme.process(frames[i : i + 10], i) for i in range(0, 30, 10)]
 
 
-# Schemes that need a trained checkpoint are tested beside their training (accmpeg: tests/test_selector.py).
+# Schemes that need a trained checkpoint are tested beside their training (accmpeg: tests/test_selector.py,
+# crucio: tests/test_crucio.py).
 @pytest.mark.parametrize("name", [n for n in list_schemes() if not scheme_class(n).checkpoints])
 def test_every_scheme_returns_a_result_for_every_frame(ctx, name):
     outcomes = _replay(ctx, name)

@@ -2,10 +2,12 @@
 
 1. Train the AccMPEG quality selector for YOLOX-Nano on car-detection and
    one-by-one-person-detection (or reuse the one trained by an earlier run).
+   Crucio's codec (autoencoder + keyframe GRU) is trained on the same two videos (or reused).
 2. Replay four videos the selector has never seen through AccMPEG, its oracle ceiling and the
-   five baselines, every configuration of each, compare accuracy, bytes and delay side by
-   side, and check AccMPEG's goals (fewest bytes at the target F1; encoder against encoder,
-   at least 35% fewer bytes than uniform quality), with the measured reason where one is missed.
+   baselines (the five of AccMPEG's paper, NeuroMesh's TileClipper and Crucio), every
+   configuration of each, compare accuracy, bytes and delay side by side, and check AccMPEG's
+   goals (fewest bytes at the target F1; encoder against encoder, at least 35% fewer bytes than
+   uniform quality), with the measured reason where one is missed.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from edgeva.cli.app import app, console, progress
 
 TRAIN_VIDEOS = ("car-detection", "one-by-one-person-detection")
 EVAL_VIDEOS = ("bottle-detection", "store-aisle-detection", "people-detection", "fruit-and-vegetable-detection")
-SCHEMES = ("uniform", "accmpeg", "accmpeg-oracle", "dds", "eaar", "reducto", "vigil")
+SCHEMES = ("uniform", "accmpeg", "accmpeg-oracle", "dds", "eaar", "reducto", "vigil", "tileclipper", "crucio")
 
 
 def _stage(bar):
@@ -35,7 +37,7 @@ def demo(
     out: Annotated[Path, typer.Option(help="Where the selector, report, plot and results database go.")] = Path("out/demo"),
     frames_per_video: Annotated[int, typer.Option(help="Selector training frames per training video.")] = 150,
     frames: Annotated[int, typer.Option(help="Frames per evaluation video (from the start).")] = 101,
-    retrain: Annotated[bool, typer.Option("--retrain", help="Train a new selector even if one exists.")] = False,
+    retrain: Annotated[bool, typer.Option("--retrain", help="Train a new selector and Crucio codec even if they exist.")] = False,
 ) -> None:
     """Train (or reuse) the AccMPEG selector, then compare every scheme on four unseen videos."""
     from edgeva.accmpeg.selector import load_selector, save_selector
@@ -59,8 +61,12 @@ def demo(
         with progress() as bar:
             selector = train_selector(cfg, on_stage=_stage(bar))
         save_selector(selector, selector_path)
+    from edgeva.cli.crucio import trained_codec
+
+    crucio_path = trained_codec(out / "crucio.pt", list(TRAIN_VIDEOS), retrain=retrain)
     console.print(f"[2/2] comparing {', '.join(SCHEMES)} on {', '.join(EVAL_VIDEOS)} (first {frames} frames; unseen by the selector)")
-    eval_cfg = EvalConfig(videos=list(EVAL_VIDEOS), schemes=list(SCHEMES), checkpoints={"selector": str(selector_path)}, frames=frames)
+    eval_cfg = EvalConfig(videos=list(EVAL_VIDEOS), schemes=list(SCHEMES), checkpoints={"selector": str(selector_path), "crucio": str(crucio_path)},
+                          frames=frames)
     with progress() as bar:
         result = evaluate(eval_cfg, on_progress=_stage(bar), log=lambda m: console.print(m, markup=False))
     paths = write_outputs(result, out)

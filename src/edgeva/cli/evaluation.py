@@ -34,6 +34,7 @@ def eval_cmd(
     schemes: Annotated[str, typer.Option(help="Comma-separated schemes (`edgeva info` lists them).")] = "uniform,accmpeg,accmpeg-oracle,dds,eaar,reducto,vigil",
     model: Annotated[str, typer.Option(help="Final DNN on the server.")] = "yolox-nano",
     selector: Annotated[Path | None, typer.Option(help="AccMPEG selector checkpoint.")] = None,
+    crucio: Annotated[Path | None, typer.Option(help="Crucio codec checkpoint (`edgeva crucio train`).")] = None,
     frames: Annotated[int | None, typer.Option(help="Frames per video (from the start).")] = None,
     target_f1: Annotated[float, typer.Option(help="Accuracy target for picking each scheme's cheapest configuration.")] = 0.9,
     link_mbps: Annotated[float, typer.Option(help="Uplink bandwidth shared by all streams.")] = 2.5,
@@ -57,7 +58,7 @@ def eval_cmd(
     except ValueError as exc:
         raise ConfigError(f"link: {exc}") from None
     cfg = EvalConfig(
-        videos=_split(videos), schemes=_split([schemes]), model=model, checkpoints={"selector": str(selector)} if selector else {}, frames=frames,
+        videos=_split(videos), schemes=_split([schemes]), model=model, checkpoints={k: str(p) for k, p in (("selector", selector), ("crucio", crucio)) if p}, frames=frames,
         chunk=chunk, target_f1=target_f1, link=link, sweep=not no_sweep, use_cache=not no_cache,
         profile_videos=_split([profile_videos]) if profile_videos else None,
     )

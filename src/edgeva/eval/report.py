@@ -31,7 +31,7 @@ RECORD_FIELDS = [
     "delay_mean_s", "delay_p95_s", "camera_ms_per_frame", "server_ms_per_frame",
 ]
 COLORS = {"accmpeg": "tab:red", "uniform": "tab:blue", "dds": "tab:green", "eaar": "tab:orange", "reducto": "tab:purple", "vigil": "tab:brown",
-          ORACLE: "tab:pink", "reducto-hindsight": "tab:gray"}
+          ORACLE: "tab:pink", "reducto-hindsight": "tab:gray", "tileclipper": "tab:cyan", "crucio": "tab:olive"}
 
 
 def _config_label(config: dict) -> str:

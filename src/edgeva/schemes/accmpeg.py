@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from edgeva.accmpeg.camera import DEFAULT_GAMMA, AccMPEGQuality
 from edgeva.accmpeg.selector import QualitySelector, load_selector
 from edgeva.schemes.base import SchemeContext, register_scheme
-from edgeva.schemes.common import QUALITY_PAIRS, FrameSampling
+from edgeva.schemes.common import QUALITY_PAIRS, FrameSampling, load_once
 from edgeva.schemes.reducto import online_filter
 from edgeva.video import QualityMap
 
@@ -34,14 +33,7 @@ _loaded: dict[tuple[str, int, int], QualitySelector] = {}
 def cached_selector(path: str) -> QualitySelector:
     """The selector at ``path``, loaded once per version of the file: a sweep builds one scheme
     per configuration, and the harness checks the checkpoint before any work."""
-    try:
-        stat = Path(path).stat()
-    except OSError:
-        return load_selector(path)  # raises the one-line "no such selector checkpoint"
-    key = (str(path), stat.st_mtime_ns, stat.st_size)
-    if key not in _loaded:
-        _loaded[key] = load_selector(path)
-    return _loaded[key]
+    return load_once(path, load_selector, _loaded)
 
 
 def composed_knobs(scheme: FrameSampling, ctx: SchemeContext, *, fps_divisor: int, scale: float, filter_feature: str | None, filter_target: float) -> None:
