@@ -44,6 +44,7 @@ class TrackedObject:
     start_time: float
     frame_time: float
     frame: int
+    start_frame: int
     seen: int = 1
     missing: int = 0
     announced: bool = False
@@ -51,7 +52,7 @@ class TrackedObject:
 
     def as_event(self, camera: str, has_snapshot: bool) -> dict:
         return {"id": self.id, "camera": camera, "label": self.label, "score": round(self.score, 4),
-                "top_score": round(self.top_score, 4), "box": [round(v, 1) for v in self.box], "frame": self.frame,
+                "top_score": round(self.top_score, 4), "box": [round(v, 1) for v in self.box], "start_frame": self.start_frame, "frame": self.frame,
                 "frame_time": self.frame_time, "start_time": self.start_time, "end_time": self.end_time,
                 "has_snapshot": has_snapshot}
 
@@ -140,7 +141,7 @@ class ObjectEvents:
         for j, (label, box, score) in enumerate(found):
             if j not in used_det:
                 self.objects.append(TrackedObject(f"{record.t_capture:.6f}-{uuid.uuid4().hex[:6]}", label, box, score,
-                                                  score, record.t_capture, record.t_capture, record.frame))
+                                                  score, record.t_capture, record.t_capture, record.frame, record.frame))
                 used_obj.add(len(self.objects) - 1)
         kept = []
         for i, obj in enumerate(self.objects):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -23,7 +24,7 @@ from edgeva.runtime.store import FrameRecord
 if TYPE_CHECKING:
     from edgeva.runtime.node import Node
 
-__all__ = ["CameraOps", "NodeOps"]
+__all__ = ["CameraOps", "NodeOps", "resolve_ops_ports"]
 
 log = logging.getLogger(__name__)
 
@@ -118,3 +119,21 @@ class NodeOps:
             self.dashboard.stop()
         if self.publisher is not None:
             self.publisher.close()
+
+
+def resolve_ops_ports(config: ClusterConfig, free_port: Callable[[str], int]) -> ClusterConfig:
+    """The config with a free port for every enabled ``/metrics`` and the dashboard left at 0,
+    so that a launcher knows (and writes into the resolved config) where each one listens."""
+    update: dict = {}
+    if config.metrics.enabled:
+        def fix(node, host: str):
+            return node if node.metrics_port else node.model_copy(update={"metrics_port": free_port(host)})
+
+        listen = config.metrics.listen
+        update["cloud"] = fix(config.cloud, listen or config.cloud.listen or config.cloud.host)
+        update["edges"] = [fix(e, listen or e.listen or e.host) for e in config.edges]
+        update["cameras"] = [fix(c, listen or "127.0.0.1") for c in config.cameras]
+    if config.dashboard.enabled and not config.dashboard.port:
+        host = config.dashboard.listen or config.cloud.listen or config.cloud.host
+        update["dashboard"] = config.dashboard.model_copy(update={"port": free_port(host)})
+    return config.model_copy(update=update) if update else config
