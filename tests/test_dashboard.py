@@ -4,9 +4,6 @@ stored boxes, series, recent frames; and one-line errors for a missing or foreig
 from __future__ import annotations
 
 import hashlib
-import os
-import subprocess
-import sys
 
 import cv2
 import numpy as np
@@ -29,6 +26,7 @@ from edgeva.runtime.store import (
 )
 from edgeva.store import connect_readonly
 from runtime_support import cluster_config
+from store_support import run_cli
 
 
 def _finished_run(tmp_path) -> str:
@@ -95,13 +93,12 @@ def test_a_finished_run_read_only(tmp_path):
         session.commit()
 
 
-def test_bad_databases_are_one_line(tmp_path):
+def test_bad_databases_are_one_line(tmp_path, monkeypatch, capsys):
     with pytest.raises(ConfigError, match="no such results database"):
         create_app(str(tmp_path / "missing.db"))
     (tmp_path / "other.db").write_bytes(b"")
     with pytest.raises(ConfigError, match="not an edgeva results database"):
         create_app(str(tmp_path / "other.db"))
-    proc = subprocess.run([sys.executable, "-m", "edgeva.cli", "dashboard", "--db", str(tmp_path / "missing.db")],
-                          capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "200"})
-    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0
-    assert proc.stderr.startswith("edgeva: error: ") and "missing.db: no such results database" in proc.stderr
+    status, err = run_cli(monkeypatch, capsys, "dashboard", "--db", str(tmp_path / "missing.db"))
+    assert status == 2 and err.strip().count("\n") == 0
+    assert err.startswith("edgeva: error: ") and "missing.db: no such results database" in err
