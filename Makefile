@@ -13,10 +13,11 @@ endif
 .PHONY: install test demo lint clean system-deps
 
 # Debian packages the tests use: headless Chromium for the dashboard's browser test (driven
-# by Playwright from pip; Playwright's own browser download is not used). Only what is
+# by Playwright from pip; Playwright's own browser download is not used) and docker-compose,
+# which validates deploy/compose.yaml without a Docker engine. Only what is
 # missing is installed, so this is a no-op on a machine that has it; elsewhere than Debian
 # it says so and the browser test skips with that reason.
-APT_PACKAGES := chromium
+APT_PACKAGES := chromium docker-compose
 
 $(BIN)/edgeva: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
