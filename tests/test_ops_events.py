@@ -162,15 +162,19 @@ def test_a_node_says_offline_when_it_stops_or_dies(tmp_path):
     cluster_config(tmp_path, edges=2, mqtt={"enabled": True, "topic_prefix": prefix, "keepalive_s": 5})
     path = tmp_path / "cluster.yaml"  # each edge binds a free port (port 0); they need no peers here
     subscriber = Subscriber(prefix)
-    procs = []
+    procs, logs = [], [tmp_path / f"edge-{edge}.log" for edge in (1, 2)]
     try:
-        for edge in (1, 2):
-            procs.append(subprocess.Popen([sys.executable, "-m", "edgeva.cli", "edge", "--config", str(path), "--id", str(edge),
-                                           "--run", "av"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                          start_new_session=True))
-        for edge in (1, 2):
+        for edge, log in zip((1, 2), logs, strict=True):
+            with log.open("w") as out:
+                procs.append(subprocess.Popen([sys.executable, "-m", "edgeva.cli", "edge", "--config", str(path), "--id",
+                                               str(edge), "--run", "av"], stdout=out, stderr=subprocess.STDOUT,
+                                              start_new_session=True))
+        for edge, proc, log in zip((1, 2), procs, logs, strict=True):
             topic = f"{prefix}/edge-{edge}/available"
-            subscriber.wait_for(lambda t, p, r, topic=topic: t == topic and p == b"online", timeout=120)
+            try:
+                subscriber.wait_for(lambda t, p, r, topic=topic: t == topic and p == b"online", timeout=300)
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}; edge-{edge} (exit {proc.poll()}) logged: {log.read_text()[-1500:]}") from None
         procs[0].send_signal(signal.SIGTERM)  # a clean stop: the node says offline itself
         subscriber.wait_for(lambda t, p, r: t == f"{prefix}/edge-1/available" and p == b"offline", timeout=60)
         procs[1].kill()  # SIGKILL: the broker publishes the node's last will
