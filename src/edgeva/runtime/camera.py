@@ -239,6 +239,9 @@ class CameraAgent:
                     time.sleep(captured - time.time())  # a live camera delivers frames at its rate
                 self.stats.frames_read += 1
                 self.ops.frame_read(frame.index, frame.image)
+                if pending.indices and time.monotonic() - pending.opened >= cam.encoding.max_chunk_wait_s:
+                    send(pending)  # a partial chunk waits at most max_chunk_wait_s, even while frames are filtered
+                    pending = _Pending()
                 if self.filter is not None and not self.filter.check(frame.image):  # never the first frame
                     self._record(FrameRecord(cam.id, frame.index, "reused", captured, time.time(), reuses=last_sent))
                     continue
