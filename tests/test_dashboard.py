@@ -102,3 +102,23 @@ def test_bad_databases_are_one_line(tmp_path, monkeypatch, capsys):
     status, err = run_cli(monkeypatch, capsys, "dashboard", "--db", str(tmp_path / "missing.db"))
     assert status == 2 and err.strip().count("\n") == 0
     assert err.startswith("edgeva: error: ") and "missing.db: no such results database" in err
+
+
+def test_a_dashboard_that_cannot_start_leaves_the_cloud_serving(tmp_path, caplog):
+    import logging
+    import socket
+    from types import SimpleNamespace
+
+    from edgeva.runtime.ops import NodeOps
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        config = cluster_config(tmp_path, dashboard={"enabled": True, "port": port})
+        cloud = SimpleNamespace(name="cloud", node=config.cloud, queue=[], worker=SimpleNamespace(version=0))
+        with caplog.at_level(logging.ERROR, logger="edgeva.runtime.ops"):
+            ops = NodeOps(config, cloud).start()  # no exception: the node goes on serving
+    assert ops.dashboard is None
+    assert [r.getMessage() for r in caplog.records] == [
+        f"cloud: dashboard not started: dashboard: cannot listen on 127.0.0.1:{port} (Address already in use)"]
+    ops.close()

@@ -16,6 +16,7 @@ import logging
 import os
 import queue
 import threading
+import time
 import uuid
 
 import paho.mqtt.client as mqtt
@@ -125,12 +126,9 @@ class Publisher:
 
     def close(self, timeout: float = 5.0) -> None:
         """Publish what waits (up to ``timeout`` seconds), say ``offline``, disconnect."""
-        deadline = threading.Event()
-        timer = threading.Timer(timeout, deadline.set)
-        timer.start()
-        while self._outbox.unfinished_tasks and self.connected and not deadline.is_set():
-            deadline.wait(0.05)
-        timer.cancel()
+        deadline = time.monotonic() + timeout
+        while self._outbox.unfinished_tasks and self.connected and time.monotonic() < deadline:
+            time.sleep(0.05)
         self._stopping.set()
         if self.connected:
             info = self._client.publish(self.availability, "offline", qos=self.settings.qos, retain=True)

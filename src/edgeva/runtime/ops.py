@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from edgeva.errors import EdgevaError
 from edgeva.runtime import metrics
 from edgeva.runtime.config import CLOUD, ClusterConfig
 from edgeva.runtime.store import FrameRecord
@@ -111,7 +112,10 @@ class NodeOps:
         if name == CLOUD and self.config.dashboard.enabled:
             from edgeva.dashboard.server import DashboardServer
 
-            self.dashboard = DashboardServer.for_cluster(self.config).start()
+            try:
+                self.dashboard = DashboardServer.for_cluster(self.config).start()
+            except EdgevaError as exc:  # the cloud keeps serving inference without its dashboard
+                log.error("%s: dashboard not started: %s", name, exc)
         return self
 
     def close(self) -> None:
