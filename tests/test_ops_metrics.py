@@ -3,6 +3,7 @@ at the end the frame counters add up to the database's counts."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import urllib.request
 from collections import Counter
@@ -16,6 +17,7 @@ from edgeva.runtime.camera import CameraAgent
 from edgeva.runtime.ops import NodeOps
 from edgeva.runtime.store import FrameRow, open_store, start_run
 from runtime_support import cluster_config
+from store_support import postgres_available, postgres_database
 from test_runtime_services import running
 
 
@@ -39,9 +41,16 @@ def camera_counts(sample: dict, camera: int) -> Counter:
 def test_metrics_add_up_to_the_database(tmp_path, yolox, fastestdet):
     cameras = [{"id": 7, "source": "store-aisle-detection", "edge": 1, "frames": 40, "fps": 20,
                 "encoding": {"chunk_frames": 4}}]
+    with contextlib.ExitStack() as stack:
+        # the results go to a fresh PostgreSQL database when the local server runs (else SQLite)
+        database = {"url": stack.enter_context(postgres_database()), "flush_s": 0.2} if postgres_available() is None else None
+        _run_and_check(tmp_path, cameras, database, yolox, fastestdet)
+
+
+def _run_and_check(tmp_path, cameras, database, yolox, fastestdet) -> None:
     config = cluster_config(tmp_path, edges=2, cameras=cameras, policy="edge-shortest",
                             filter={"enabled": True, "feature": "pixel", "threshold": 0.01},
-                            metrics={"enabled": True})
+                            metrics={"enabled": True}, **({"database": database} if database else {}))
     url = config.database.url
     with running(config, yolox, fastestdet) as (config, nodes):
         node_ops = [NodeOps(config, node).start() for node in nodes]  # each node's own /metrics
