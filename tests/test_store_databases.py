@@ -184,3 +184,17 @@ def test_a_wrong_postgresql_url_is_one_line(monkeypatch, capsys):
     assert err.startswith("edgeva: error: database") and "cannot connect" in err
     assert "s3cret" not in err  # the password is masked
     assert normalize_url("postgres://h/db") == "postgresql+psycopg://h/db"
+
+
+def test_the_read_only_view_refuses_writes(database_url):
+    from sqlalchemy.exc import DBAPIError
+
+    from edgeva.store import connect_readonly
+
+    _start(database_url, "ro", [1], 4)
+    _, sessions = connect_readonly(database_url, table="runtime_runs")
+    with sessions() as session:
+        assert session.scalar(text("SELECT count(*) FROM runtime_runs")) == 1
+        with pytest.raises(DBAPIError, match="read-only|readonly"):
+            session.execute(text("DELETE FROM runtime_runs"))
+            session.commit()
