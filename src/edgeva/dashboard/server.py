@@ -107,14 +107,16 @@ def create_app(url: str, *, run: str | None = None, config: ClusterConfig | None
     def recent(camera: int, run_id: str | None = Query(None, alias="run"), last: int = Query(120, ge=1, le=2000)) -> list:
         return data.recent_frames(which(run_id), camera, last)
 
-    def render(run_id: str, camera: int) -> tuple[int, int, bytes] | None:
+    def render(run_id: str, camera: int, skip: int | None = None) -> tuple[int, int, bytes | None] | None:
+        """(frame, boxes, JPEG) of the camera's latest inferred frame; JPEG None when it is ``skip``."""
         found = data.latest_result(run_id, camera)
         if found is None:
             return None
         row, frame, dets = found
-        image = frames.frame(row, frame)
+        if frame == skip:
+            return frame, len(dets), None
         caption = f"camera-{camera} frame {frame}: {len(dets)} boxes"
-        return frame, len(dets), annotated_jpeg(image, dets, caption)
+        return frame, len(dets), annotated_jpeg(frames.frame(row, frame), dets, caption)
 
     @app.get("/api/cameras/{camera}/latest.jpg")
     def latest(camera: int, run_id: str | None = Query(None, alias="run")) -> Response:
@@ -129,15 +131,18 @@ def create_app(url: str, *, run: str | None = None, config: ClusterConfig | None
         resolved = which(run_id)
 
         def parts():
-            shown = None
+            # The current picture goes out every refresh, new or not: a browser shows a part of
+            # the stream only once the next one begins.
+            shown, body = None, None
             while True:
                 try:
-                    rendered = render(resolved, camera)
+                    rendered = render(resolved, camera, skip=shown)
                 except EdgevaError as exc:  # e.g. a live stream that cannot be re-read
                     log.warning("dashboard: camera %d: %s", camera, exc)
                     return
-                if rendered is not None and rendered[0] != shown:
+                if rendered is not None and rendered[2] is not None:
                     shown, body = rendered[0], rendered[2]
+                if body is not None:
                     yield b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n%s\r\n" % (len(body), body)
                 time.sleep(refresh_s)
 
