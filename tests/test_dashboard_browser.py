@@ -98,6 +98,8 @@ def test_dashboard_of_a_running_cluster(tmp_path):
             page.wait_for_function(f"() => document.getElementById('{cam}-view').naturalWidth > 0", timeout=60_000)
             shot = view.screenshot()
             drawn = max(_box_pixels(shot, class_color(c)) for c in range(80))  # each class has its colour
+            page.wait_for_function("() => [1, 2, 3].every(c => document.getElementById(`camera-${c}-view`)"
+                                   ".naturalWidth > 0)", timeout=180_000)  # every live view shows a frame
             page.wait_for_function("() => document.querySelectorAll('#nodes tbody tr').length >= 3", timeout=60_000)
             try:  # a fuller picture for the README: most frames recorded (not a condition of the test)
                 page.wait_for_function(f"() => ({COUNTS})() >= 150", timeout=60_000)
