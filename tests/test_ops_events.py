@@ -82,6 +82,17 @@ class Subscriber:
         self.client.disconnect()
 
 
+def clear_retained(prefix: str, names: list[str]) -> None:
+    """Remove the retained availability messages a test left on the shared broker."""
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    client.connect(*BROKER)
+    client.loop_start()
+    for name in names:
+        client.publish(f"{prefix}/{name}/available", b"", qos=1, retain=True).wait_for_publish(5)
+    client.loop_stop()
+    client.disconnect()
+
+
 def _record(frame: int, boxes: list, state: str = "inferred") -> FrameRecord:
     dets = Detections(np.asarray(boxes, np.float32).reshape(-1, 4), np.full(len(boxes), 0.9, np.float32),
                       np.zeros(len(boxes), np.int64))
@@ -144,6 +155,7 @@ def test_object_events_from_a_sample_video(tmp_path, yolox, fastestdet):
             time.sleep(0.2)
     finally:
         subscriber.close()
+        clear_retained(prefix, ["camera-1"])
     spans = {i: [e["type"] for e in evs] for i, evs in events.items()}
     assert spans and all(types == ["new", "end"] for types in spans.values()), spans
     long = [evs for evs in events.values() if evs[1]["after"]["frame"] - evs[0]["after"]["start_frame"] >= 100]
@@ -186,11 +198,7 @@ def test_a_node_says_offline_when_it_stops_or_dies(tmp_path):
                 proc.kill()
             proc.wait()
         subscriber.close()
-        cleanup = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)  # retained availability messages are removed
-        cleanup.connect(*BROKER)
-        for edge in (1, 2):
-            cleanup.publish(f"{prefix}/edge-{edge}/available", b"", retain=True).wait_for_publish(5)
-        cleanup.disconnect()
+        clear_retained(prefix, ["edge-1", "edge-2"])
 
 
 def test_a_broker_that_is_down_stalls_nothing(tmp_path, yolox, fastestdet, caplog):
