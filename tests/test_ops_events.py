@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import queue
 import signal
 import socket
 import subprocess
@@ -43,39 +42,43 @@ needs_broker = pytest.mark.skipif(not broker_up(), reason="no MQTT broker on 127
 
 
 class Subscriber:
-    """Collects every message under ``prefix/#`` on a queue."""
+    """Keeps every message under ``prefix/#`` (topic, payload, retained), in arrival order."""
 
     def __init__(self, prefix: str):
-        self.messages: queue.Queue = queue.Queue()
+        self.messages: list[tuple[str, bytes, bool]] = []
+        self._lock = threading.Lock()
+        self._read = 0  # messages already handed out by drain()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"test-{uuid.uuid4().hex[:8]}")
         ready = threading.Event()
         self.client.on_connect = lambda c, u, f, rc, p: (c.subscribe(f"{prefix}/#", qos=1), None)[1]
         self.client.on_subscribe = lambda *args: ready.set()
-        self.client.on_message = lambda c, u, msg: self.messages.put((msg.topic, msg.payload, msg.retain))
+        self.client.on_message = self._on_message
         self.client.connect(*BROKER)
         self.client.loop_start()
         assert ready.wait(20), "could not subscribe to the broker"
 
+    def _on_message(self, client, userdata, msg) -> None:
+        with self._lock:
+            self.messages.append((msg.topic, msg.payload, msg.retain))
+
     def wait_for(self, predicate, timeout: float = 60.0):
+        """The first message so far, or within ``timeout`` seconds, for which ``predicate`` holds."""
         deadline = time.monotonic() + timeout
-        seen = []
-        while time.monotonic() < deadline:
-            try:
-                item = self.messages.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            seen.append(item)
-            if predicate(*item):
-                return item, seen
-        raise AssertionError(f"no matching message within {timeout} s; saw {[t for t, _, _ in seen]}")
+        while True:
+            with self._lock:
+                found = next((m for m in self.messages if predicate(*m)), None)
+                seen = [t for t, _, _ in self.messages]
+            if found is not None:
+                return found
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no matching message within {timeout} s; saw {seen}")
+            time.sleep(0.1)
 
     def drain(self) -> list:
-        out = []
-        while True:
-            try:
-                out.append(self.messages.get_nowait())
-            except queue.Empty:
-                return out
+        """Messages that arrived since the last call."""
+        with self._lock:
+            out, self._read = self.messages[self._read:], len(self.messages)
+        return out
 
     def close(self) -> None:
         self.client.loop_stop()
