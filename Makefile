@@ -10,7 +10,14 @@ ifneq ($(wildcard ../shared/assets),)
 export EDGEVA_ASSETS ?= $(abspath ../shared/assets)
 endif
 
-.PHONY: install test demo lint clean
+.PHONY: install test demo lint clean system-deps
+
+# Debian packages the tests use: headless Chromium for the dashboard's browser test (driven
+# by Playwright from pip; Playwright's own browser download is not used) and docker-compose,
+# which validates deploy/compose.yaml without a Docker engine. Only what is
+# missing is installed, so this is a no-op on a machine that has it; elsewhere than Debian
+# it says so and the browser test skips with that reason.
+APT_PACKAGES := chromium docker-compose
 
 $(BIN)/edgeva: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,7 +27,16 @@ $(BIN)/edgeva: pyproject.toml
 
 install: $(BIN)/edgeva
 
-test: install
+system-deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if ! command -v apt-get >/dev/null; then echo "system-deps: no apt-get; install$$missing by hand"; exit 0; fi; \
+	sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	echo "system-deps: installing$$missing"; \
+	$$sudo apt-get -o DPkg::Lock::Timeout=600 update -qq && \
+	DEBIAN_FRONTEND=noninteractive $$sudo apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends $$missing
+
+test: install system-deps
 	$(BIN)/ruff check src tests
 	$(BIN)/python -m pytest
 

@@ -33,6 +33,7 @@ from edgeva.errors import EdgevaError
 from edgeva.filtering import FrameFilter
 from edgeva.runtime.config import ClusterConfig
 from edgeva.runtime.encoding import create_scheme
+from edgeva.runtime.ops import CameraOps
 from edgeva.runtime.rpc import Peer, RemoteError, pb, wait_ready
 from edgeva.runtime.store import FrameRecord, ResultWriter, record_camera
 from edgeva.runtime.wire import BadMessage, chunk_to_pb, detections_from_pb
@@ -86,6 +87,7 @@ class CameraAgent:
         self._route_lock = threading.Lock()
         self.stats = CameraStats(camera_id)
         self._stats_lock = threading.Lock()
+        self.ops = CameraOps(config, camera_id)  # /metrics and MQTT object events (ops.py)
 
     # -- delivery ----------------------------------------------------------------------------
     def connect(self, timeout: float) -> str:
@@ -110,6 +112,7 @@ class CameraAgent:
 
     def _record(self, record: FrameRecord) -> None:
         self.writer.put(record)
+        self.ops.recorded(record)
         with self._stats_lock:
             self.stats.states[record.state] += 1
 
@@ -140,6 +143,7 @@ class CameraAgent:
                     if self._current == index:
                         self._current = (index + 1) % len(self.route)
                         log.warning("%s: %s; failing over to %s", self.cam.name, exc, self.route[self._current])
+                        self.ops.failover(self.route[self._current])
                 continue
             self._record_reply(reply, pending, nbytes, request.sent)
             return
@@ -188,6 +192,7 @@ class CameraAgent:
         uri = assets.resolve_video(cam.source)
         source = open_video(uri, start=cam.start, limit=cam.frames, step=cam.step, size=cam.size)
         self.connect(connect_timeout)
+        self.ops.start()
         fps = source.info.fps if cam.fps is None else cam.fps
         settings = EncoderSettings(codec=cam.encoding.codec, preset=cam.encoding.preset, fps=source.info.fps or 10.0)
         self.writer = ResultWriter(self.sessions, self.run_id, batch_size=self.config.database.batch_size,
@@ -221,6 +226,7 @@ class CameraAgent:
             with self._stats_lock:
                 self.stats.bytes_sent += chunk.nbytes
                 self.stats.encode_s += chunk.encode_s
+            self.ops.chunk_sent(chunk.nbytes, chunk.encode_s)
             pool.submit(self._deliver_or_drop, request, chunk_frames, chunk.nbytes).add_done_callback(lambda f: slots.release())
 
         try:
@@ -232,6 +238,10 @@ class CameraAgent:
                 if fps and captured > time.time():
                     time.sleep(captured - time.time())  # a live camera delivers frames at its rate
                 self.stats.frames_read += 1
+                self.ops.frame_read(frame.index, frame.image)
+                if pending.indices and time.monotonic() - pending.opened >= cam.encoding.max_chunk_wait_s:
+                    send(pending)  # a partial chunk waits at most max_chunk_wait_s, even while frames are filtered
+                    pending = _Pending()
                 if self.filter is not None and not self.filter.check(frame.image):  # never the first frame
                     self._record(FrameRecord(cam.id, frame.index, "reused", captured, time.time(), reuses=last_sent))
                     continue
@@ -254,6 +264,7 @@ class CameraAgent:
             send(pending)
             pool.shutdown(wait=True)
             self.writer.close()
+            self.ops.close()
             self.stats.node = self.route[self._current]
             record_camera(self.sessions, self.run_id, cam.id, frames_read=self.stats.frames_read,
                           finished=time.time(), status=status)

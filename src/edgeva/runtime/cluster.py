@@ -28,6 +28,7 @@ import yaml
 
 from edgeva.errors import EdgevaError
 from edgeva.runtime.config import CLOUD, ClusterConfig
+from edgeva.runtime.ops import NodeOps, resolve_ops_ports
 from edgeva.runtime.rpc import Peer, RemoteError, wait_ready
 from edgeva.runtime.store import CameraRow, finish_run, open_store, start_run, write_references
 from edgeva.runtime.summary import summarize
@@ -62,7 +63,9 @@ def serve_node(config: ClusterConfig, role: str, *, edge_id: int | None = None, 
         node = build_edge(config, edge_id, run_id)
     _on_signals(lambda: threading.Thread(target=node.stop, daemon=True).start())
     node.start()
+    ops = NodeOps(config, node).start()  # /metrics, MQTT availability, the cloud's dashboard
     node.wait()
+    ops.close()
 
 
 def run_camera(config: ClusterConfig, camera_id: int, *, run_id: str, connect_timeout: float = 10.0):
@@ -86,7 +89,7 @@ def resolve_ports(config: ClusterConfig) -> ClusterConfig:
     """The config with a free port for every node configured with ``port: 0``."""
     cloud = config.cloud if config.cloud.port else config.cloud.model_copy(update={"port": _free_port(config.cloud.host)})
     edges = [e if e.port else e.model_copy(update={"port": _free_port(e.host)}) for e in config.edges]
-    return config.model_copy(update={"cloud": cloud, "edges": edges})
+    return resolve_ops_ports(config.model_copy(update={"cloud": cloud, "edges": edges}), _free_port)
 
 
 @dataclass

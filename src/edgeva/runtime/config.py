@@ -23,6 +23,7 @@ from edgeva.errors import ConfigError
 from edgeva.filtering import Feature
 from edgeva.net.link import Link
 from edgeva.runtime.encoding import SCHEMES
+from edgeva.runtime.opsconfig import DashboardConfig, MetricsConfig, MqttConfig
 from edgeva.runtime.policy import POLICIES
 from edgeva.runtime.worker import WORKERS
 
@@ -142,6 +143,7 @@ class NodeConfig(_Strict):
     fps_cap: float | None = Field(None, gt=0)  # emulated compute budget: at most this many frames a second
     queue_size: int = Field(64, ge=1)  # inference queue bound; a full queue blocks the sender
     link: LinkConfig = LinkConfig()  # emulated link from other nodes into this one
+    metrics_port: int = Field(0, ge=0, le=65535)  # /metrics port when metrics are enabled (0: a free one)
 
     @property
     def address(self) -> str:
@@ -233,6 +235,7 @@ class CameraConfig(_Strict):
     retries: int = Field(3, ge=0)  # attempts per node before failing over
     backoff_s: float = Field(0.2, gt=0)  # first retry delay; doubles each attempt
     deadline_s: float = Field(60.0, gt=0)  # per-call deadline of a chunk
+    metrics_port: int = Field(0, ge=0, le=65535)  # /metrics port when metrics are enabled (0: a free one)
 
     @property
     def name(self) -> str:
@@ -249,6 +252,9 @@ class ClusterConfig(_Strict):
     cloud: CloudConfig = CloudConfig()
     edges: list[EdgeConfig] = Field(min_length=1)
     cameras: list[CameraConfig] = Field(default_factory=list)
+    metrics: MetricsConfig = MetricsConfig()  # Prometheus /metrics on every node and camera (opsconfig.py)
+    mqtt: MqttConfig = MqttConfig()  # object events and availability over MQTT (opsconfig.py)
+    dashboard: DashboardConfig = DashboardConfig()  # web dashboard served by the cloud (opsconfig.py)
 
     @model_validator(mode="after")
     def _references(self) -> ClusterConfig:

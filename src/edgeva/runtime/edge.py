@@ -27,6 +27,7 @@ import numpy as np
 from sqlalchemy.orm import sessionmaker
 
 from edgeva.models import Detections
+from edgeva.runtime import metrics
 from edgeva.runtime.config import CLOUD, ClusterConfig, RetrainConfig
 from edgeva.runtime.learning import DriftCollector
 from edgeva.runtime.node import Node, Outcome
@@ -172,11 +173,13 @@ class EdgeNode(Node):
         try:
             reply = self.peers[target].call(service, method, request, timeout=self.config.policy.offload_timeout_s)
         except RemoteError as exc:
+            metrics.offload(self.name, target, method, ok=False)
             log.warning("%s; %s", exc, fallback)
             if exc.retryable:
                 self.view.mark_down(target)
             return None
         self.view.report(target, reply.status.queue_length, reply.status.service_s)
+        metrics.offload(self.name, target, method, ok=True)
         return reply
 
     def _offload(self, target: str, image: np.ndarray) -> Outcome:
@@ -225,10 +228,12 @@ class EdgeNode(Node):
                 except RemoteError as exc:
                     if exc.retryable and self.view.alive(name):
                         log.warning("%s; treating %s as down", exc, name)
+                        metrics.peer_state(self.name, name, up=False)
                         self.view.mark_down(name)
                     continue
                 if not self.view.alive(name):
                     log.info("%s is back", name)
+                    metrics.peer_state(self.name, name, up=True)
                 self.view.report(name, status.queue_length, status.service_s)
 
     # -- continuous learning ---------------------------------------------------------------------
@@ -272,9 +277,11 @@ class EdgeNode(Node):
             reply = self.peers[CLOUD].call("Cloud", "Retrain", request, timeout=600.0)
         except RemoteError as exc:
             log.warning("%s; retraining round skipped", exc)
+            metrics.retrained(self.name, ok=False)
             return
         worker.load_weights(reply.weights, reply.version)
         self.rounds += 1
+        metrics.retrained(self.name, ok=True)
         log.info("%s: serving model version %d (fine-tuned on %d frames, %d objects, loss %.3f -> %.3f, %.1f s)",
                  self.name, reply.version, len(frames), reply.labelled_objects, reply.loss_before, reply.loss_after, reply.train_s)
         record_model_update(sessions, self.run_id, self.name, version=reply.version, frames=len(frames),

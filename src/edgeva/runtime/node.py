@@ -19,6 +19,7 @@ import grpc
 import numpy as np
 
 from edgeva.models import Detections
+from edgeva.runtime import metrics
 from edgeva.runtime.config import ClusterConfig, NodeConfig
 from edgeva.runtime.rpc import add_service, make_server, pb
 from edgeva.runtime.wire import BadMessage, decode_frames, detections_to_pb
@@ -148,6 +149,7 @@ class Node:
                 result.where, result.started, result.finished = outcome.where, outcome.started, outcome.finished
                 result.model_version, result.scale, result.crf = outcome.model_version, outcome.scale, outcome.crf
                 result.detections.CopyFrom(detections_to_pb(outcome.detections))
+            metrics.node_frame(self.name, result.where or None)
             results.append(result)
         return pb.ChunkReply(results=results)
 

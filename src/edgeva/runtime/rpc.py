@@ -23,6 +23,7 @@ import grpc
 
 from edgeva.errors import ConfigError, EdgevaError
 from edgeva.net.link import Link
+from edgeva.runtime import metrics
 from edgeva.runtime.config import NodeConfig, SecurityConfig
 from edgeva.runtime.proto import runtime_pb2 as pb
 from edgeva.runtime.proto import runtime_pb2_grpc as pb_grpc
@@ -180,6 +181,7 @@ class Peer:
                     raise
                 delay = backoff_s * 2**attempt
                 log.warning("%s; retry %d/%d in %.1f s", exc, attempt + 1, retries, delay)
+                metrics.rpc_retry(self.name, method)
                 time.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 

@@ -26,6 +26,7 @@ import numpy as np
 
 from edgeva.models import Detections, Detector
 from edgeva.registry import Registry
+from edgeva.runtime import metrics
 
 if TYPE_CHECKING:
     from edgeva.runtime.config import NodeConfig
@@ -220,6 +221,7 @@ class InferenceQueue:
                 budget = self._budget(measured)
                 if budget > measured:
                     time.sleep(budget - measured)
+                metrics.inference_done(self.name, measured, budget)
                 self.service_s = budget if self.served == 0 else 0.8 * self.service_s + 0.2 * budget
                 self.served += 1
                 future.set_result(Inference(detections, started, time.time(), self.worker.version))

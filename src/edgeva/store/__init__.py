@@ -4,6 +4,6 @@
 its tables in its own module (the evaluation harness, the distributed runtime).
 """
 
-from edgeva.store.base import Base, connect, default_url
+from edgeva.store.base import Base, connect, connect_readonly, default_url, normalize_url, shown_url
 
-__all__ = ["Base", "connect", "default_url"]
+__all__ = ["Base", "connect", "connect_readonly", "default_url", "normalize_url", "shown_url"]
