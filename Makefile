@@ -10,7 +10,12 @@ ifneq ($(wildcard ../shared/assets),)
 export EDGEVA_ASSETS ?= $(abspath ../shared/assets)
 endif
 
-.PHONY: install test demo lint clean
+.PHONY: install sysdeps test demo lint clean
+
+# Debian packages the live-source and fault tests serve video with (FFmpeg's HTTP server,
+# GStreamer's RTSP server run by the system python3) and make certificates with.
+# Idempotent: installs only what is missing; without root or sudo it says what to install.
+SYSDEPS := ffmpeg gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good python3-gi openssl
 
 $(BIN)/edgeva: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,7 +25,17 @@ $(BIN)/edgeva: pyproject.toml
 
 install: $(BIN)/edgeva
 
-test: install
+sysdeps:
+	@missing=$$(for p in $(SYSDEPS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if ! command -v apt-get >/dev/null; then echo "sysdeps: no apt-get; install by hand (live-source tests skip without them):" $$missing; exit 0; fi; \
+	sudo=""; if [ "$$(id -u)" != 0 ]; then sudo="sudo -n"; fi; \
+	echo "sysdeps: installing" $$missing; \
+	$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing >/dev/null 2>&1 || \
+	{ $$sudo apt-get update -q >/dev/null 2>&1 && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing >/dev/null; } || \
+	echo "sysdeps: could not install (live-source tests will skip, saying why):" $$missing
+
+test: install sysdeps
 	$(BIN)/ruff check src tests
 	$(BIN)/python -m pytest
 

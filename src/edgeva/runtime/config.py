@@ -22,8 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from edgeva.errors import ConfigError
 from edgeva.filtering import Feature
 from edgeva.net.link import Link
-from edgeva.runtime.encoding import SCHEMES
-from edgeva.runtime.policy import POLICIES
+from edgeva.quality import QUALITY_POLICIES
+from edgeva.runtime.policy import OFFLOAD_POLICIES
 from edgeva.runtime.worker import WORKERS
 
 __all__ = [
@@ -105,7 +105,7 @@ class PolicyConfig(_Strict):
     @field_validator("name")
     @classmethod
     def _known(cls, name: str) -> str:
-        return POLICIES.check(name)
+        return OFFLOAD_POLICIES.check(name)
 
     @model_validator(mode="after")
     def _floor(self) -> PolicyConfig:
@@ -195,7 +195,7 @@ class EncodingConfig(_Strict):
     @field_validator("scheme")
     @classmethod
     def _known_scheme(cls, scheme: str) -> str:
-        return SCHEMES.check(scheme)
+        return QUALITY_POLICIES.check(scheme)
 
     @model_validator(mode="after")
     def _selector_given(self) -> EncodingConfig:

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from edgeva.accmpeg.camera import DEFAULT_GAMMA, AccMPEGQuality
 from edgeva.accmpeg.selector import QualitySelector, load_selector
+from edgeva.assets import file_identity
 from edgeva.schemes.base import SchemeContext, register_scheme
 from edgeva.schemes.common import FPS_DIVISORS, QUALITY_PAIRS, FrameSampling
 from edgeva.video import QualityMap
@@ -21,17 +21,15 @@ from edgeva.video import QualityMap
 __all__ = ["AccMPEG", "ACCMPEG_ALPHAS", "cached_selector"]
 
 ACCMPEG_ALPHAS = (0.2, 0.5, 0.8)
-_loaded: dict[tuple[str, int, int], QualitySelector] = {}
+_loaded: dict[str, QualitySelector] = {}
 
 
 def cached_selector(path: str) -> QualitySelector:
     """The selector at ``path``, loaded once per version of the file: a sweep builds one scheme
     per configuration, and the harness checks the checkpoint before any work."""
-    try:
-        stat = Path(path).stat()
-    except OSError:
+    key = file_identity(path)
+    if key is None:
         return load_selector(path)  # raises the one-line "no such selector checkpoint"
-    key = (str(path), stat.st_mtime_ns, stat.st_size)
     if key not in _loaded:
         _loaded[key] = load_selector(path)
     return _loaded[key]
