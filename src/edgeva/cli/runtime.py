@@ -1,4 +1,4 @@
-"""``edgeva cloud | edge | camera | cluster | results`` and ``edgeva bench policies | learning``:
+"""``edgeva cloud | edge | camera | cluster | results`` and ``edgeva bench policies | learning | faults``:
 the distributed runtime (EdgeCam)."""
 
 from __future__ import annotations
@@ -88,8 +88,10 @@ def print_summary(summary: dict, title: str | None = None) -> None:
         table.add_row(*(format_value(source if c == "source" else row.get(c, 0 if c.startswith("at_") else None)) for c in columns))
     console.print(table)
     for u in summary.get("model_updates", []):
+        gate = (f"validation F1 {format_value(u.get('f1_before'))} -> {format_value(u.get('f1_after'))} on "
+                f"{u.get('validation_frames', 0)} frames: {'swapped in' if u.get('accepted', True) else 'REFUSED'}")
         console.print(f"{u['node']} retrained -> model v{u['version']}: {u['frames']} drift frames, {u['objects']} golden labels, "
-                      f"{u['epochs']} epochs, loss {u['loss_before']:.3f} -> {u['loss_after']:.3f}, {u['train_s']:.1f} s")
+                      f"{u['epochs']} epochs, loss {u['loss_before']:.3f} -> {u['loss_after']:.3f}, {u['train_s']:.1f} s; {gate}")
 
 
 def _progress(items, description: str, total: int | None):
@@ -108,6 +110,7 @@ def cluster(
 ) -> None:
     """Start cloud, edges and cameras as local processes, run the videos to the end, print the summary."""
     from edgeva.runtime.cluster import new_run_id, run_cluster
+    from edgeva.runtime.config import redact_url
 
     _logging(verbose=False)
     cfg = _load(config)
@@ -120,7 +123,8 @@ def cluster(
                   f"logs in {logs / run_id}")
     summary = run_cluster(cfg, run_id=run_id, log_dir=logs / run_id, evaluate=evaluate, progress=_progress)
     print_summary(summary)
-    console.print(f"results database: {cfg.database.url}  (edgeva results --db {cfg.database.url} --run {run_id})")
+    url = redact_url(cfg.database.url)
+    console.print(f"results database: {url}  (edgeva results --db {url} --run {run_id})")
     write_json(json_out, summary)
     if summary["status"] == "interrupted":
         raise typer.Exit(130)
@@ -133,12 +137,15 @@ def results(
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the summary as JSON.")] = None,
 ) -> None:
     """Print the summary of a stored run."""
-    from edgeva.runtime.store import open_store
+    from edgeva.runtime.store import open_store, replay_pending
     from edgeva.runtime.summary import latest_run, summarize
 
     if "://" not in db and not Path(db).is_file():
         raise EdgevaError(f"{db}: no such results database")
     sessions = open_store(db)
+    written = replay_pending(sessions)  # records that waited in a journal while the database was away
+    if written:
+        console.print(f"wrote {written} journalled frame records into the database first")
     summary = summarize(sessions, run or latest_run(sessions))
     print_summary(summary)
     write_json(json_out, summary)
@@ -175,3 +182,30 @@ def bench_learning_cmd(
 
     rows = bench_learning(video, epochs=epochs, window=window, keep=keep)
     print_rows(f"one retraining round on {video} (F1 vs golden on held-out frames)", rows, json_out)
+
+
+@bench_app.command("faults")
+def bench_faults_cmd(
+    faults: Annotated[list[str] | None, typer.Option("--fault", help="edge-kill, rtsp-restart, db-outage, flood (repeat; default: all).")] = None,
+    frames: Annotated[int, typer.Option(help="Frames the camera reads in each run.")] = 60,
+    outage: Annotated[float, typer.Option(help="Seconds the RTSP server is down and the database is locked.")] = 6.0,
+    video: Annotated[str, typer.Option(help="Sample video (or file) the camera and the RTSP server play.")] = "one-by-one-person-detection",
+    together: Annotated[bool, typer.Option(help="Inject every fault in one cluster run (one camera and edge each).")] = False,
+    logs: Annotated[Path, typer.Option(help="Folder for each run's logs and database.")] = Path("runs/bench-faults"),
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write one object per fault as JSON.")] = None,
+) -> None:
+    """Kill an edge, restart the RTSP server, lock the database, flood an edge: every frame read
+    must be inferred, reused or dropped with a reason (exit 1 otherwise)."""
+    from edgeva.bench.faults import bench_faults
+
+    _logging(verbose=False)
+    rows = bench_faults(faults, out_dir=logs, frames=frames, outage_s=outage, video=video, together=together)
+    columns = ("fault", "read", "inferred", "reused", "dropped", "unaccounted", "seconds", "detail")
+    print_rows("faults: frames read = inferred + reused + dropped (with a reason)", [{c: r[c] for c in columns} for r in rows])
+    for row in rows:
+        console.print(f"{row['fault']}: drop reasons {row['drop_reasons'] or '-'}; {row['journalled']} records went through "
+                      f"the journal; camera {row['camera_status']}; logs {logs / row['run']}")
+    write_json(json_out, rows)
+    broken = [r["fault"] for r in rows if r["unaccounted"] or not r["injected"]]
+    if broken:
+        raise EdgevaError(f"bench faults: frames unaccounted for, or fault not injected, in {', '.join(broken)}")
