@@ -40,7 +40,7 @@ from edgeva.runtime.worker import WORKERS
 __all__ = [
     "LinkConfig", "SecurityConfig", "DatabaseConfig", "FilterConfig", "PolicyConfig", "RetrainConfig",
     "NodeConfig", "CloudConfig", "EdgeConfig", "EncodingConfig", "CameraConfig", "ClusterConfig",
-    "load_config", "resolve_config_path", "redact_url", "is_loopback", "CLOUD", "MAX_EPOCHS", "MAX_LEARNING_RATE",
+    "load_config", "resolve_config_path", "redact_url", "is_loopback", "host_port", "CLOUD", "MAX_EPOCHS", "MAX_LEARNING_RATE",
 ]
 
 CLOUD = "cloud"  # the cloud's name wherever a node is named (fail-over lists, the `where` column)
@@ -60,6 +60,11 @@ def redact_url(url: str) -> str:
     except Exception:  # not a URL SQLAlchemy understands: leave it, it will fail with its own error
         return url
     return parsed.render_as_string(hide_password=True) if parsed.password else url
+
+
+def host_port(host: str, port: int) -> str:
+    """``host:port``, with an IPv6 address in brackets (``[::1]:5000``)."""
+    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
 
 
 def is_loopback(host: str) -> bool:
@@ -208,7 +213,7 @@ class NodeConfig(_Strict):
 
     @property
     def address(self) -> str:
-        return f"{self.host}:{self.port}"
+        return host_port(self.host, self.port)
 
 
 class CloudConfig(NodeConfig):

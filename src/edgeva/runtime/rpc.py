@@ -27,7 +27,7 @@ import grpc
 from edgeva.backoff import Backoff, retrying
 from edgeva.errors import ConfigError, EdgevaError
 from edgeva.net.link import Link, LinkQueue
-from edgeva.runtime.config import NodeConfig, SecurityConfig, is_loopback
+from edgeva.runtime.config import NodeConfig, SecurityConfig, host_port, is_loopback
 from edgeva.runtime.proto import runtime_pb2 as pb
 from edgeva.runtime.proto import runtime_pb2_grpc as pb_grpc
 
@@ -92,7 +92,7 @@ def make_server(node: NodeConfig, security: SecurityConfig, add_servicers: Calla
             cluster has no TLS and token (or mutual TLS) and does not ``allow_insecure``.
     """
     host = node.listen or node.host
-    address = f"{host}:{node.port}"
+    address = host_port(host, node.port)
     if not (security.secure or security.allow_insecure or is_loopback(host)):
         raise ConfigError(f"refusing to listen on {address} without TLS and a token (or mutual TLS); "
                           "set security.tls_cert/tls_key and token_env, or security.allow_insecure: true")
