@@ -67,12 +67,17 @@ def _check_stream(frames, source, *, lost_at_least: int) -> None:
 
 def test_a_one_client_http_stream_is_read_over_one_connection():
     """The issue's case: ``ffmpeg -listen 1`` serves one client; a probe connection used to
-    take the stream, and the read then got "Connection refused"."""
+    take the stream, and the read then got "Connection refused". A consumer that holds a
+    frame longer than the watchdog (a slow first inference) is not a silent stream."""
     with _server(HttpStreamServer) as server:
         source = _source(server.url, limit=12)
         assert source.live and source.info.fps == pytest.approx(10) and source.info.width == 768
         before = time.time()
-        frames = list(source)
+        frames = []
+        for frame in source:
+            frames.append(frame)
+            if len(frames) == 3:
+                time.sleep(3.0)  # longer than watchdog_s=2: the consumer's time, not the stream's
     assert len(frames) == 12 and source.reconnects == 0
     assert all(f.captured <= time.time() for f in frames) and frames[0].captured >= before - 30
     _check_stream(frames, source, lost_at_least=0)

@@ -277,8 +277,8 @@ class VideoSource:
                 if self.stop.is_set():
                     return
                 for frame in packet.decode():
-                    last_frame = time.monotonic()
                     yield frame, clock.captured(float(frame.time) if frame.time is not None else None)
+                    last_frame = time.monotonic()  # the consumer's time with the frame is not the stream's silence
                 if time.monotonic() - last_frame > self.watchdog_s:
                     raise VideoError(f"{self.uri}: no frame for {self.watchdog_s:g} s")
         except av.error.ExitError:
