@@ -62,6 +62,14 @@ def chunk_request(frames: list[np.ndarray], first: int = 0, *, camera: int = 1) 
                            sent=time.time(), chunk=chunk_to_pb(chunk))
 
 
+def wait_for(condition, timeout: float = 60.0) -> None:
+    """Poll ``condition`` until it holds (a test waits for states, never for a fixed time)."""
+    end = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < end, "condition not reached"
+        time.sleep(0.02)
+
+
 def _openssl(*args: str) -> None:
     subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
 

@@ -8,7 +8,6 @@ the orderings below hold however loaded the machine is: load only makes the edge
 from __future__ import annotations
 
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
@@ -19,7 +18,7 @@ from conftest import frames_of
 from edgeva.runtime.camera import CameraAgent
 from edgeva.runtime.rpc import Peer, RemoteError
 from edgeva.runtime.store import CameraRow, FrameRow, open_store, start_run
-from runtime_support import chunk_request, cluster_config, running
+from runtime_support import chunk_request, cluster_config, running, wait_for
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -28,13 +27,6 @@ def _slow_edge(tmp_path, *, queue_size: int, fps_cap: float, **sections):
     config = cluster_config(tmp_path, edges=1, **sections)
     edge = config.edges[0].model_copy(update={"queue_size": queue_size, "fps_cap": fps_cap})
     return config.model_copy(update={"edges": [edge]})
-
-
-def _wait_for(condition, timeout: float = 60.0) -> None:
-    end = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < end, "condition not reached"
-        time.sleep(0.02)
 
 
 def test_a_chunk_is_admitted_or_refused_as_a_whole(tmp_path, yolox, fastestdet):
@@ -47,7 +39,7 @@ def test_a_chunk_is_admitted_or_refused_as_a_whole(tmp_path, yolox, fastestdet):
         assert info.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED and len(edge.queue) == 0
         with ThreadPoolExecutor(1) as pool:
             first = pool.submit(peer.call, "Ingest", "Submit", chunk_request(frames[:2]), timeout=60)
-            _wait_for(lambda: edge.admission.held == 2)  # 2 s per frame: held for about 4 s
+            wait_for(lambda: edge.admission.held == 2)  # 2 s per frame: held for about 4 s
             with pytest.raises(RemoteError, match="overloaded") as info:
                 peer.call("Ingest", "Submit", chunk_request(frames, first=10), timeout=60)
             assert info.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -67,7 +59,7 @@ def test_work_past_its_deadline_is_skipped_and_a_retry_joins_the_rest(tmp_path, 
         with pytest.raises(RemoteError) as info:
             peer.call("Ingest", "Submit", request, timeout=1.5)
         assert info.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
-        _wait_for(lambda: edge.admission.held == 0)  # the expired frames are skipped, not inferred
+        wait_for(lambda: edge.admission.held == 0)  # the expired frames are skipped, not inferred
         served, expired = edge.queue.served, edge.queue.expired
         assert served + expired == 6 and expired >= 3, (served, expired)
         reply = peer.call("Ingest", "Submit", request, timeout=60)  # the camera's retry
@@ -85,7 +77,7 @@ def test_a_repeated_submit_joins_the_running_work(tmp_path, yolox, fastestdet):
         request = chunk_request(frames)
         with ThreadPoolExecutor(2) as pool:
             first = pool.submit(peer.call, "Ingest", "Submit", request, timeout=60)
-            _wait_for(lambda: edge.admission.held == 3)
+            wait_for(lambda: edge.admission.held == 3)
             second = pool.submit(peer.call, "Ingest", "Submit", request, timeout=60)  # a retry after a lost reply
             replies = [first.result(), second.result()]
         third = peer.call("Ingest", "Submit", request, timeout=60)  # after the answer: from the ledger

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-import time
 
 import numpy as np
 from sqlalchemy import func, select
@@ -22,6 +21,7 @@ from edgeva.runtime.store import (
     open_store,
     start_run,
 )
+from runtime_support import wait_for
 
 DETS = Detections(np.array([[0, 0, 10, 10]], np.float32), [0.9], [0])
 
@@ -38,13 +38,6 @@ class _Lock:
         self.conn.close()
 
 
-def _wait_for(condition, timeout: float = 120.0) -> None:
-    end = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < end, "condition not reached"
-        time.sleep(0.05)
-
-
 def _count(sessions, table=FrameRow) -> int:
     with sessions() as session:
         return session.scalar(select(func.count()).select_from(table))
@@ -59,19 +52,19 @@ def test_outage_mid_run_goes_through_the_journal_and_loses_nothing(tmp_path, cap
                          finished=None, status="running")
     for frame in range(8):
         writer.put(FrameRecord(1, frame, "inferred", 0.0, 1.0, where="edge-1", detections=DETS))
-    _wait_for(lambda: writer.written == 8)
+    wait_for(lambda: writer.written == 8)
     caplog.set_level(logging.WARNING)
     lock = _Lock(db)
     try:
         for frame in range(8, 20):
             writer.put(FrameRecord(1, frame, "dropped" if frame % 2 else "inferred", 0.0, 1.0, reason="x", where="edge-1",
                                    detections=DETS))
-        _wait_for(lambda: writer.pending == 12)  # all of them journalled, none lost, none written
+        wait_for(lambda: writer.pending == 12)  # all of them journalled, none lost, none written
         assert writer.journal.path.is_file()
     finally:
         lock.release()
     writer.update_camera(1, frames_read=20, finished=2.0, status="finished")
-    _wait_for(lambda: writer.pending == 0)  # handed back while the run goes on
+    wait_for(lambda: writer.pending == 0)  # handed back while the run goes on
     assert writer.close() == 0
     assert not writer.journal.path.exists()
     assert _count(sessions) == 20 and _count(sessions, DetectionRow) == 20

@@ -9,9 +9,9 @@ every piece of work, and one answer per frame however often a camera asks.
 * :class:`Deadline`: when the caller stops waiting (its gRPC deadline, bounded by
   ``MAX_CALL_S`` for callers that gave none). Work whose deadline has passed is skipped,
   not computed for nobody.
-* :class:`FrameLedger`: frames of camera chunks by (run, camera, frame): a ``Submit``
-  repeated after a time-out or a lost reply joins the work already running, or gets the
-  answer already computed, instead of queueing the frames again.
+* :class:`FrameLedger`: frames of camera chunks by (run, camera, frame, capture time): a
+  ``Submit`` repeated after a time-out or a lost reply joins the work already running, or
+  gets the answer already computed, instead of queueing the frames again.
 """
 
 from __future__ import annotations
@@ -115,7 +115,8 @@ class _Work:
 
 
 class FrameLedger:
-    """Futures of camera frames by ``(run, camera, frame)``: running ones and recent answers.
+    """Futures of camera frames by key (the node uses run, camera, frame and capture time):
+    running ones and recent answers.
 
     Args:
         keep: answers remembered (oldest forgotten first); running work is never forgotten.

@@ -161,7 +161,9 @@ class Node:
         if len(set(request.frames)) != len(request.frames):
             raise BadMessage(f"chunk lists frame indices more than once: {list(request.frames)}")
         deadline = Deadline.within(context.time_remaining())
-        keys = [(request.run, request.camera, int(f)) for f in request.frames]
+        # A frame is named by its camera's run, index and capture time: a retry re-sends the
+        # same request; a camera restarted under the same run id has new capture times.
+        keys = [(request.run, request.camera, int(f), t) for f, t in zip(request.frames, request.captured, strict=True)]
         futures, fresh = self.ledger.claim(keys, deadline)
         if fresh:
             self._start(request, [keys[i] for i in fresh], [futures[i] for i in fresh], fresh, deadline)
