@@ -260,37 +260,20 @@ class CameraAgent:
             time.sleep(captured - time.time())  # a camera delivers frames at its rate
         return captured
 
-    def run(self, stop: threading.Event | None = None, *, connect_timeout: float = 10.0) -> CameraStats:
-        """Read the source to its end (or until ``stop``), then wait for every answer.
+    def _read(self, source, stop: threading.Event, send, started: float) -> str:
+        """The reading loop: record reused and lost frames, send the others in chunks.
 
-        Raises:
-            EdgevaError: the source cannot be opened, no node is reachable at the start, or
-                frame records could not be written (they wait in the database's journal).
+        Returns:
+            The camera's status: ``finished``, ``interrupted`` or (the source broke) ``failed``.
         """
-        stop = stop or threading.Event()
-        cam, database = self.cam, self.config.database
-        source = self._open_source(stop)
-        self._check_chunk_size(source.info.width, source.info.height)
-        self.connect(connect_timeout)
-        settings = EncoderSettings(codec=cam.encoding.codec, preset=cam.encoding.preset, fps=source.info.fps or 10.0)
-        self.writer = ResultWriter(self.sessions, self.run_id, batch_size=database.batch_size, flush_s=database.flush_s,
-                                   attempts=database.commit_attempts, journal=database.journal_dir, name=cam.name)
-        started = time.time()
-        width, height = cam.size or (None, None)
-        self.writer.update_camera(cam.id, source=str(cam.source), start=cam.start, step=cam.step, width=width,
-                                  height=height, frames_read=0, started=started, finished=None, status="running")
-        slots = threading.BoundedSemaphore(cam.max_inflight)
-        pool = ThreadPoolExecutor(cam.max_inflight, thread_name_prefix=f"{cam.name}-send")
-        send = self._sender(settings, slots, pool)
+        cam = self.cam
         pending = _Pending()
         last_sent: int | None = None
         first_time: float | None = None
-        status = "failed"
         try:
             for n, frame in enumerate(source):
                 if stop.is_set():
-                    status = "interrupted"
-                    break
+                    return "interrupted"
                 self._record_lost(frame, source.info.fps)
                 first_time = frame.time if first_time is None else first_time
                 captured = self._captured(frame, n, started, first_time, cam.fps)
@@ -310,12 +293,42 @@ class CameraAgent:
                 if len(pending.indices) >= cam.encoding.chunk_frames or too_old:
                     send(pending)
                     pending = _Pending()
-            else:
-                status = "interrupted" if stop.is_set() else "finished"
+            return "interrupted" if stop.is_set() else "finished"
         except EdgevaError as exc:  # the source broke mid-run: keep what was read
             log.error("%s: %s", cam.name, exc)
+            return "failed"
         finally:
             send(pending)
+
+    def run(self, stop: threading.Event | None = None, *, connect_timeout: float = 10.0) -> CameraStats:
+        """Read the source to its end (or until ``stop``), then wait for every answer.
+
+        Raises:
+            EdgevaError: the source cannot be opened, no node is reachable at the start, or
+                frame records could not be written (they wait in the database's journal).
+        """
+        stop = stop or threading.Event()
+        cam, database = self.cam, self.config.database
+        source = self._open_source(stop)
+        try:
+            self._check_chunk_size(source.info.width, source.info.height)
+            self.connect(connect_timeout)
+        except BaseException:
+            source.close()  # a camera that serves one client must not stay taken
+            raise
+        settings = EncoderSettings(codec=cam.encoding.codec, preset=cam.encoding.preset, fps=source.info.fps or 10.0)
+        self.writer = ResultWriter(self.sessions, self.run_id, batch_size=database.batch_size, flush_s=database.flush_s,
+                                   attempts=database.commit_attempts, journal=database.journal_dir, name=cam.name)
+        started = time.time()
+        width, height = cam.size or (None, None)
+        self.writer.update_camera(cam.id, source=str(cam.source), start=cam.start, step=cam.step, width=width,
+                                  height=height, frames_read=0, started=started, finished=None, status="running")
+        slots = threading.BoundedSemaphore(cam.max_inflight)
+        pool = ThreadPoolExecutor(cam.max_inflight, thread_name_prefix=f"{cam.name}-send")
+        status = "failed"
+        try:
+            status = self._read(source, stop, self._sender(settings, slots, pool), started)
+        finally:
             pool.shutdown(wait=True)
             source.close()
             self.stats.node = self.route[self._current]
