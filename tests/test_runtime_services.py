@@ -105,8 +105,11 @@ def test_an_update_that_lowers_validation_f1_is_refused_and_recorded(tmp_path, y
     config = cluster_config(tmp_path, edges=1, retraining=retraining)
     with running(config, yolox, fastestdet) as (config, nodes):
         edge = nodes[1]
-        submit(config, frames_of("store-aisle-detection", 8))  # 4 validation frames
-        assert len(edge.validation) == 4
+        peer = Peer("edge-1", config.edges[0].address, config.security)
+        for camera, video in ((1, "store-aisle-detection"), (2, "car-detection")):  # two cameras, two frame sizes
+            peer.call("Ingest", "Submit", chunk_request(frames_of(video, 4), camera=camera), timeout=60)
+        peer.close()
+        assert len(edge.validation) == 4 and len({f.shape for f in edge.validation.frames()}) == 2
         sessions = open_store(config.database.url)
         reply = pb.RetrainReply(weights=_misclassifying(fastestdet), version=1, labelled_objects=5, loss_before=1.0,
                                 loss_after=0.5, train_s=1.0)

@@ -333,7 +333,8 @@ class EdgeNode(Node):
         if checks is None:
             gate = GateResult(True, float("nan"), float("nan"), 0, "not checked (validation_frames: 0)")
         else:
-            gate = gate_update(worker.infer, candidate.detect, *checks)
+            # Frames of different cameras differ in size: the update infers them one at a time, as the worker does.
+            gate = gate_update(worker.infer, lambda frames: [candidate.detect([f])[0] for f in frames], *checks)
         self._last_version += 1
         version = self._last_version
         self.rounds += 1

@@ -115,6 +115,10 @@ class ValidationSet:
         with self._lock:
             return len(self._items)
 
+    def frames(self) -> list[np.ndarray]:
+        with self._lock:
+            return [item[0] for item in self._items]
+
     def label(self, labeller: Callable[[list[np.ndarray]], list[Detections]]) -> tuple[list[np.ndarray], list[Detections]]:
         """The frames and their golden labels; unlabelled frames are labelled first by
         ``labeller`` (a failure propagates and leaves them unlabelled)."""
