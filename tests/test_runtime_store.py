@@ -80,7 +80,7 @@ def test_records_journalled_at_close_are_named_and_written_at_the_next_start(tmp
     caplog.set_level(logging.ERROR)
     lock = _Lock(db)
     try:
-        writer = ResultWriter(sessions, "r1", batch_size=5, flush_s=0.05, attempts=2, name="camera-2")
+        writer = ResultWriter(sessions, "r1", batch_size=5, flush_s=0.05, attempts=2, name="camera-2", close_wait_s=1.0)
         for frame in range(10):
             writer.put(FrameRecord(2, frame, "reused" if frame else "inferred", 0.0, 1.0, reuses=0, where="edge-1"))
         left = writer.close()

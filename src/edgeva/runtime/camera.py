@@ -318,7 +318,8 @@ class CameraAgent:
             raise
         settings = EncoderSettings(codec=cam.encoding.codec, preset=cam.encoding.preset, fps=source.info.fps or 10.0)
         self.writer = ResultWriter(self.sessions, self.run_id, batch_size=database.batch_size, flush_s=database.flush_s,
-                                   attempts=database.commit_attempts, journal=database.journal_dir, name=cam.name)
+                                   attempts=database.commit_attempts, journal=database.journal_dir, name=cam.name,
+                                   close_wait_s=database.close_wait_s)
         started = time.time()
         width, height = cam.size or (None, None)
         self.writer.update_camera(cam.id, source=str(cam.source), start=cam.start, step=cam.step, width=width,

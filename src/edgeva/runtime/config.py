@@ -150,6 +150,7 @@ class DatabaseConfig(_Strict):
     batch_size: int = Field(64, ge=1)  # frames per committed batch
     flush_s: float = Field(0.5, gt=0)  # commit at least this often
     commit_attempts: int = Field(4, ge=1)  # tries of one batch (back-off 0.1 s doubling) before it goes to the journal
+    close_wait_s: float = Field(30.0, ge=0)  # a camera ending with records journalled offers them this long before an error
     journal_dir: Path | None = None  # unwritten batches wait here for the database; default: <SQLite file>.pending/ or runs/pending/
 
 

@@ -248,12 +248,15 @@ class ResultWriter:
         attempts: tries of one commit before the batch goes to the journal.
         journal: the journal folder (default: beside the database, see :func:`journal_dir`).
         name: names this writer's journal file (e.g. the camera).
+        close_wait_s: on close, how long a journal is still offered to the database (with
+            back-off) before the writer gives up on it and says so.
     """
 
     def __init__(self, sessions: sessionmaker, run_id: str, *, batch_size: int = 64, flush_s: float = 0.5,
-                 attempts: int = 4, journal: Path | None = None, name: str = "writer"):
+                 attempts: int = 4, journal: Path | None = None, name: str = "writer", close_wait_s: float = 30.0):
         self.sessions, self.run_id = sessions, run_id
         self.batch_size, self.flush_s, self.attempts = batch_size, flush_s, attempts
+        self.close_wait_s = close_wait_s
         url = sessions.kw["bind"].url
         self.database = url.render_as_string(hide_password=True)
         folder = journal_dir(url.render_as_string(hide_password=False), journal)
@@ -358,10 +361,12 @@ class ResultWriter:
             if time.monotonic() >= deadline:
                 deadline = time.monotonic() + self.flush_s
             if done:
-                self._hand_over(force=True)
+                end = time.monotonic() + self.close_wait_s  # a short outage at the end still loses nothing
+                while not self._hand_over(force=True) and time.monotonic() < end:
+                    time.sleep(min(max(0.0, self._retry_at - time.monotonic()), max(0.0, end - time.monotonic())))
                 return
 
-    def close(self, timeout: float = 120.0) -> int:
+    def close(self, timeout: float = 300.0) -> int:
         """Commit everything handed over (or journal it), then stop.
 
         Returns:
