@@ -50,21 +50,21 @@ def test_a_chunk_is_admitted_or_refused_as_a_whole(tmp_path, yolox, fastestdet):
     assert edge.queue.served == 2 and edge.admission.held == 0 and edge.admission.refused == 2
 
 
-def test_work_past_its_deadline_is_skipped_and_a_retry_joins_the_rest(tmp_path, yolox, fastestdet):
+def test_work_past_its_deadline_is_skipped_and_a_repeat_joins_the_rest(tmp_path, yolox, fastestdet):
     frames = frames_of("store-aisle-detection", 6)
     with running(_slow_edge(tmp_path, queue_size=8, fps_cap=1.0), yolox, fastestdet) as (config, nodes):
         edge = nodes[1]
         peer = Peer("edge-1", config.edges[0].address, config.security)
         request = chunk_request(frames)
-        with pytest.raises(RemoteError) as info:
-            peer.call("Ingest", "Submit", request, timeout=1.5)
-        assert info.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
-        wait_for(lambda: edge.admission.held == 0)  # the expired frames are skipped, not inferred
+        first = peer.call("Ingest", "Submit", request, timeout=2.5)  # answered just before its deadline
+        late = [r for r in first.results if r.dropped]
+        assert len(late) >= 3 and all("no answer before the call's deadline" in r.dropped for r in late)
+        wait_for(lambda: edge.admission.held == 0)  # the frames not started are skipped, not inferred
         served, expired = edge.queue.served, edge.queue.expired
-        assert served + expired == 6 and expired >= 3, (served, expired)
-        reply = peer.call("Ingest", "Submit", request, timeout=60)  # the camera's retry
+        assert served + expired == 6 and 3 <= expired <= len(late), (served, expired, len(late))
+        repeat = peer.call("Ingest", "Submit", request, timeout=60)  # e.g. the reply was lost
         peer.close()
-    assert all(r.where == "edge-1" and not r.dropped for r in reply.results)
+    assert all(r.where == "edge-1" and not r.dropped for r in repeat.results)
     assert edge.queue.served == 6  # frames inferred before the deadline were not inferred again
     assert edge.ledger.joined == served
 

@@ -7,8 +7,9 @@ every piece of work, and one answer per frame however often a camera asks.
   refused chunk leaves no frame queued behind it, and an admitted frame always finds room in
   the node's own queue (even when its offload fails and it comes back home).
 * :class:`Deadline`: when the caller stops waiting (its gRPC deadline, bounded by
-  ``MAX_CALL_S`` for callers that gave none). Work whose deadline has passed is skipped,
-  not computed for nobody.
+  ``MAX_CALL_S`` for callers that gave none). A camera's chunk is answered just before it
+  (frames not done by then are answered dropped), and work whose deadline has passed is
+  skipped, not computed for nobody.
 * :class:`FrameLedger`: frames of camera chunks by (run, camera, frame, capture time): a
   ``Submit`` repeated after a time-out or a lost reply joins the work already running, or
   gets the answer already computed, instead of queueing the frames again.
@@ -23,10 +24,11 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
-__all__ = ["MAX_CALL_S", "ADMIT_WAIT_S", "Deadline", "Expired", "Overloaded", "Admission", "FrameLedger"]
+__all__ = ["MAX_CALL_S", "ADMIT_WAIT_S", "REPLY_MARGIN_S", "Deadline", "Expired", "Overloaded", "Admission", "FrameLedger"]
 
 MAX_CALL_S = 300.0  # a handler called without a deadline waits at most this long
 ADMIT_WAIT_S = 2.0  # a request waits at most this long for room before it is refused
+REPLY_MARGIN_S = 0.5  # a node answers this much before the caller's deadline (the reply must still arrive)
 
 
 class Expired(Exception):
@@ -55,6 +57,11 @@ class Deadline:
 
     def expired(self) -> bool:
         return time.monotonic() >= self.at
+
+    def answer_by(self) -> Deadline:
+        """When a reply must leave to reach the caller before this deadline: a fifth of the
+        time left earlier, at most ``REPLY_MARGIN_S``."""
+        return Deadline(self.at - min(REPLY_MARGIN_S, 0.2 * self.remaining()))
 
     def extend(self, other: Deadline) -> None:
         """Someone else waits for the same work, possibly longer."""

@@ -151,8 +151,10 @@ class Node:
 
         Frames this node already answered or is working on for the same (run, camera) are
         joined, not queued again; the rest are admitted together or the call is refused
-        (``RESOURCE_EXHAUSTED``) with nothing queued. Work not started by the call's deadline
-        is skipped; a frame that fails is answered dropped, with the reason.
+        (``RESOURCE_EXHAUSTED``) with nothing queued. The reply leaves just before the call's
+        deadline at the latest (so the caller gets it): frames not answered by then are
+        answered dropped, and their work is skipped if it has not started; a frame that
+        fails is answered dropped too, with the reason.
         """
         received = time.time()
         if len(request.frames) != request.chunk.frame_count or len(request.captured) != len(request.frames):
@@ -160,7 +162,7 @@ class Node:
                              f"indices and {len(request.captured)} capture times")
         if len(set(request.frames)) != len(request.frames):
             raise BadMessage(f"chunk lists frame indices more than once: {list(request.frames)}")
-        deadline = Deadline.within(context.time_remaining())
+        deadline = Deadline.within(context.time_remaining()).answer_by()
         # A frame is named by its camera's run, index and capture time: a retry re-sends the
         # same request; a camera restarted under the same run id has new capture times.
         keys = [(request.run, request.camera, int(f), t) for f, t in zip(request.frames, request.captured, strict=True)]
