@@ -10,14 +10,16 @@ ifneq ($(wildcard ../shared/assets),)
 export EDGEVA_ASSETS ?= $(abspath ../shared/assets)
 endif
 
-.PHONY: install test demo lint clean system-deps
+.PHONY: install sysdeps test demo lint clean
 
-# Debian packages the tests use: headless Chromium for the dashboard's browser test (driven
-# by Playwright from pip; Playwright's own browser download is not used) and docker-compose,
-# which validates deploy/compose.yaml without a Docker engine. Only what is
-# missing is installed, so this is a no-op on a machine that has it; elsewhere than Debian
-# it says so and the browser test skips with that reason.
-APT_PACKAGES := chromium docker-compose
+# Debian packages the tests use, installed by `make sysdeps` (run by `make test`, so by CI):
+# FFmpeg's HTTP server and GStreamer's RTSP server (run by the system python3) serve live video
+# to the live-source and fault tests, openssl makes their certificates, headless Chromium runs
+# the dashboard's browser test (driven by Playwright from pip; its own browser download is not
+# used) and docker-compose validates deploy/compose.yaml without a Docker engine.
+# Idempotent: installs only what is missing; without root or sudo it says what to install, and
+# the tests that need a missing package skip saying which.
+SYSDEPS := ffmpeg gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good python3-gi openssl chromium docker-compose
 
 $(BIN)/edgeva: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,16 +29,17 @@ $(BIN)/edgeva: pyproject.toml
 
 install: $(BIN)/edgeva
 
-system-deps:
-	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+sysdeps:
+	@missing=$$(for p in $(SYSDEPS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
 	if [ -z "$$missing" ]; then exit 0; fi; \
-	if ! command -v apt-get >/dev/null; then echo "system-deps: no apt-get; install$$missing by hand"; exit 0; fi; \
-	sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
-	echo "system-deps: installing$$missing"; \
-	$$sudo apt-get -o DPkg::Lock::Timeout=600 update -qq && \
-	DEBIAN_FRONTEND=noninteractive $$sudo apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends $$missing
+	if ! command -v apt-get >/dev/null; then echo "sysdeps: no apt-get; install by hand (the tests that need them skip):" $$missing; exit 0; fi; \
+	sudo=""; if [ "$$(id -u)" != 0 ]; then sudo="sudo -n"; fi; \
+	echo "sysdeps: installing" $$missing; \
+	$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing >/dev/null 2>&1 || \
+	{ $$sudo apt-get update -q >/dev/null 2>&1 && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing >/dev/null; } || \
+	echo "sysdeps: could not install (the tests that need them skip, saying why):" $$missing
 
-test: install system-deps
+test: install sysdeps
 	$(BIN)/ruff check src tests
 	$(BIN)/python -m pytest
 

@@ -26,7 +26,7 @@ OUT = Path(__file__).resolve().parents[1] / "out"
 
 playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[test]')")
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).is_file(),
-                                reason="Debian's chromium is not installed (`make system-deps` installs it)")
+                                reason="Debian's chromium is not installed (`make sysdeps` installs it)")
 
 
 def _free_port() -> int:

@@ -1,19 +1,17 @@
 """Whole topologies as real processes on loopback: 1 cloud + 3 edges + 3 cameras to the end
-of their clips, and an edge killed by PID mid-run."""
+of their clips (with an inline token that must not reach a file or the database). Faults
+injected into real processes are in ``test_runtime_faults.py``."""
 
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import threading
-import time
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from edgeva.runtime.cluster import run_cluster
-from edgeva.runtime.store import STATES, CameraRow, FrameRow, open_store
+from edgeva.runtime.store import STATES, CameraRow, FrameRow, RunRow, open_store
 from runtime_support import cluster_config
 
 
@@ -33,8 +31,9 @@ def test_cluster_records_every_frame_once(tmp_path):
         {"id": 2, "source": "people-detection", "edge": 2, "fps": 15},
         {"id": 3, "source": "fruit-and-vegetable-detection", "edge": 3, "frames": 30, "fps": 15, "backlog": "drop", "max_inflight": 1},
     ]
+    secret = "inline-t0ken-never-stored"
     config = cluster_config(tmp_path, edges=3, cameras=cameras, policy="edge-shortest",
-                            filter={"enabled": True, "feature": "pixel", "threshold": 0.01})
+                            filter={"enabled": True, "feature": "pixel", "threshold": 0.01}, security={"token": secret})
     edges = [e.model_copy(update={"delay_factor": d}) for e, d in zip(config.edges, (1.0, 2.0, 4.0), strict=True)]
     config = config.model_copy(update={"edges": edges})
     summary = run_cluster(config, run_id="full", log_dir=tmp_path / "logs")
@@ -57,45 +56,11 @@ def test_cluster_records_every_frame_once(tmp_path):
     by_camera = {row["camera"]: row for row in summary["cameras"]}
     assert by_camera[1]["read"] == 30 and by_camera[1]["inferred"] + by_camera[1]["reused"] + by_camera[1]["dropped"] == 30
 
+    for path in (tmp_path / "logs").iterdir():  # the services got the token, no file holds it
+        assert secret not in path.read_text(errors="replace"), path
+    with open_store(config.database.url)() as session:
+        assert secret not in session.get(RunRow, "full").config
     proc = subprocess.run([sys.executable, "-m", "edgeva.cli", "results", "--db", config.database.url, "--run", "full"],
                           capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "200"})
     assert proc.returncode == 0, proc.stderr
     assert "policy edge-shortest" in proc.stdout and "store-aisle-detection" in proc.stdout
-
-
-def test_killing_an_edge_fails_its_camera_over(tmp_path):
-    cameras = [
-        {"id": 1, "source": "store-aisle-detection", "edge": 1, "frames": 60, "fps": 10, "retries": 1, "backoff_s": 0.1,
-         "deadline_s": 20, "encoding": {"chunk_frames": 3}},
-        {"id": 2, "source": "people-detection", "edge": 2, "fps": 10},
-    ]
-    config = cluster_config(tmp_path, edges=3, cameras=cameras, policy="edge-local", filter={"enabled": False})
-    url = config.database.url
-    killed = {}
-
-    def kill_edge_1_mid_run(processes):
-        def watch():
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline:
-                with open_store(url)() as session:
-                    done = session.scalar(select(func.count()).select_from(FrameRow).where(
-                        FrameRow.run_id == "fault", FrameRow.camera == 1))
-                if done >= 12:
-                    os.kill(processes["edge-1"].proc.pid, signal.SIGKILL)
-                    killed["at"] = time.time()
-                    return
-                time.sleep(0.1)
-
-        threading.Thread(target=watch, daemon=True).start()
-
-    summary = run_cluster(config, run_id="fault", log_dir=tmp_path / "logs", evaluate=False, on_started=kill_edge_1_mid_run)
-    assert "at" in killed, "the edge was never killed: the camera finished too early"
-    frames = _frames_by_camera(url, "fault")
-    assert sorted(r.frame for r in frames[1]) == list(range(60))  # nothing missing
-    assert sorted(r.frame for r in frames[2]) == list(range(23))
-    assert all(r.state == "inferred" for r in frames[1]), [r.reason for r in frames[1] if r.state != "inferred"]
-    where = [r.where for r in sorted(frames[1], key=lambda r: r.frame)]
-    assert where[0] == "edge-1" and where[-1] in ("edge-2", "edge-3", "cloud")
-    after_kill = [r for r in frames[1] if r.t_done > killed["at"] + 1.0]
-    assert after_kill and all(r.where != "edge-1" for r in after_kill)
-    assert summary["status"] == "finished"

@@ -1,5 +1,6 @@
-"""Continuous learning: the SIoU box loss, FastestDet's fine-tuning loss, and one retraining
-round raising the edge model's F1 against the golden model on held-out frames."""
+"""Continuous learning: the SIoU box loss, FastestDet's fine-tuning loss, one retraining
+round raising the edge model's F1 against the golden model on held-out frames, and the
+validation gate refusing an update that lowers F1."""
 
 from __future__ import annotations
 
@@ -10,7 +11,15 @@ from edgeva import assets
 from edgeva.bench.learning import split_frames
 from edgeva.metrics import f1_score
 from edgeva.models import create_detector
-from edgeva.runtime.learning import DriftCollector, fastestdet_loss, fine_tune, siou_loss
+from edgeva.runtime.learning import (
+    DriftCollector,
+    ValidationSet,
+    fastestdet_loss,
+    fine_tune,
+    gate_update,
+    siou_loss,
+)
+from edgeva.video import read_frames
 
 
 @pytest.fixture
@@ -71,3 +80,29 @@ def test_one_retraining_round_raises_held_out_f1(yolox, one_thread):
     after = f1_score(edge.detect(test), reference)["f1"]
     assert result.loss_after < result.loss_before and result.objects > 0
     assert after > before + 0.1, (before, after)
+
+
+def _misclassifying_copy(detector):
+    """A real FastestDet whose class head is shifted by one class (what a bad update can do)."""
+    bad = create_detector("fastestdet")
+    state = {k: v.clone() for k, v in detector.state_dict().items()}
+    for key in state:
+        if key.startswith(("detect_head.cls_layers.conv5x5.3.", "detect_head.cls_layers.conv5x5.4.")) and state[key].ndim:
+            state[key] = state[key].roll(1, dims=0)
+    bad.load_state_dict(state)
+    return bad.eval()
+
+
+def test_the_gate_refuses_an_update_that_lowers_validation_f1(yolox, fastestdet, one_thread):
+    validation = ValidationSet(size=4, every=3)
+    frames = read_frames(str(assets.find("store-aisle-detection.mp4")), 12)
+    taken = [i for i, frame in enumerate(frames) if validation.offer(frame)]
+    assert taken == [2, 5, 8, 11] and len(validation) == 4  # every 3rd frame, never given to training
+    checks, labels = validation.label(yolox.detect)
+    assert sum(len(d) for d in labels) > 0
+    assert validation.label(lambda frames: pytest.fail("labelled twice"))[1] == labels  # labelled once
+    bad = gate_update(fastestdet.detect, _misclassifying_copy(fastestdet).detect, checks, labels)
+    assert not bad.accepted and bad.f1_after < bad.f1_before and bad.frames == 4 and "refused" in bad.reason
+    same = gate_update(fastestdet.detect, fastestdet.detect, checks, labels)
+    assert same.accepted and same.f1_after == same.f1_before  # "does not drop": equal is kept
+    assert not gate_update(fastestdet.detect, fastestdet.detect, [], []).accepted  # nothing to check on: refused

@@ -1,9 +1,12 @@
 """Runtime parts without servers: registries, policies, offload quality, regions, the
-inference queue's compute budget, the drift collector, the results store and the wire format."""
+inference queue's compute budget, the drift collector, the results store, the wire format,
+admission, the frame ledger, deadlines, back-off and the emulated link."""
 
 from __future__ import annotations
 
 import filecmp
+import itertools
+import threading
 import time
 
 import numpy as np
@@ -11,9 +14,18 @@ import pytest
 from sqlalchemy import func, select
 
 from conftest import frames_of
+from edgeva.backoff import Backoff, retrying
 from edgeva.models import Detections
 from edgeva.net.link import Link
 from edgeva.runtime import encoding, policy, worker
+from edgeva.runtime.admission import (
+    MAX_CALL_S,
+    Admission,
+    Deadline,
+    Expired,
+    FrameLedger,
+    Overloaded,
+)
 from edgeva.runtime.edge import regions_of
 from edgeva.runtime.learning import DriftCollector
 from edgeva.runtime.policy import (
@@ -25,6 +37,7 @@ from edgeva.runtime.policy import (
     ShortestCloudThreshold,
 )
 from edgeva.runtime.proto import PROTO, regenerate
+from edgeva.runtime.rpc import EmulatedLink
 from edgeva.runtime.store import (
     DetectionRow,
     FrameRecord,
@@ -218,3 +231,75 @@ def test_committed_stubs_match_the_proto(tmp_path):
     for path in written:
         assert filecmp.cmp(path, PROTO.with_name(path.name), shallow=False), (
             f"{path.name} is stale: run `python -m edgeva.runtime.proto`")
+
+
+def test_admission_takes_room_all_at_once_or_not_at_all():
+    admission = Admission(4, "edge-1")
+    release = admission.admit(3, wait_s=0)
+    with pytest.raises(Overloaded, match=r"overloaded \(3 of 4 frames held; 2 more refused\)"):
+        admission.admit(2, wait_s=0.05)
+    assert admission.held == 3  # the refused request reserved nothing
+    with pytest.raises(Overloaded, match="exceeds its queue of 4"):
+        admission.admit(5, wait_s=10)  # can never fit: refused at once
+    threading.Timer(0.1, lambda: [release() for _ in range(3)]).start()
+    admission.admit(4, wait_s=30)  # waits for the room, then takes it whole
+    assert admission.held == 4 and admission.refused == 2
+
+
+def test_ledger_joins_running_and_answered_frames_and_redoes_failed_ones():
+    ledger = FrameLedger(keep=2)
+    deadline = Deadline.within(10)
+    keys = [("run", 1, 0), ("run", 1, 1)]
+    futures, fresh = ledger.claim(keys, deadline)
+    assert fresh == [0, 1]
+    later = Deadline.within(60)
+    again, fresh = ledger.claim(keys, later)
+    assert fresh == [] and again == futures and ledger.joined == 2
+    assert ledger.deadline(keys[0]).at == later.at  # the work now serves the later caller too
+    futures[0].set_result("done")
+    futures[1].set_exception(Expired("queued too long"))
+    third, fresh = ledger.claim(keys, later)
+    assert fresh == [1] and third[0] is futures[0] and third[1] is not futures[1]
+    ledger.abandon([keys[1]], Overloaded("refused"))
+    assert isinstance(third[1].exception(), Overloaded)
+
+
+def test_deadlines_are_bounded_even_without_one():
+    assert Deadline.within(None).remaining() <= MAX_CALL_S  # a call without a deadline still ends
+    assert Deadline.within(1e9).remaining() <= MAX_CALL_S
+    assert Deadline.within(-5).expired()
+
+
+def test_retrying_gives_up_after_attempts_deadline_or_stop():
+    calls = []
+
+    def failing():
+        calls.append(time.monotonic())
+        raise OSError("down")
+
+    with pytest.raises(OSError):
+        retrying(failing, backoff=Backoff(0.01, 2.0, 0.02), attempts=4, should_retry=lambda e: True)
+    assert len(calls) == 4 and list(itertools.islice(Backoff(0.01, 2.0, 0.02).delays(), 4)) == [0.01, 0.02, 0.02, 0.02]
+    calls.clear()
+    with pytest.raises(OSError):
+        retrying(failing, backoff=Backoff(0.05), deadline=time.monotonic() + 0.2, should_retry=lambda e: True)
+    assert 2 <= len(calls) <= 4
+    stop = threading.Event()
+    threading.Timer(0.1, stop.set).start()
+    calls.clear()
+    with pytest.raises(OSError):
+        retrying(failing, backoff=Backoff(5.0, 1.0, 5.0), stop=stop, should_retry=lambda e: True)  # the wait is cut short
+    assert len(calls) == 1
+    with pytest.raises(ValueError):
+        retrying(lambda: int("x"), backoff=Backoff(), should_retry=lambda e: isinstance(e, OSError))  # not retried
+
+
+def test_the_emulated_link_queues_like_the_model():
+    link = EmulatedLink(Link(bandwidth_mbps=8.0, streams=1, rtt_ms=0, discipline="fifo"))  # 1 MB/s
+    start = time.monotonic()
+    threads = [threading.Thread(target=link.transmit, args=(20_000,)) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert time.monotonic() - start >= 0.06  # three 20 ms transfers one after another, not side by side

@@ -4,7 +4,7 @@ and unreachable nodes."""
 
 from __future__ import annotations
 
-import contextlib
+import io
 import logging
 import shutil
 import subprocess
@@ -12,50 +12,22 @@ import sys
 import time
 
 import grpc
-import numpy as np
 import pytest
+import torch
 from sqlalchemy import select
 
 from conftest import frames_of
-from edgeva.runtime.cloud import CloudNode
 from edgeva.runtime.cluster import resolve_ports
 from edgeva.runtime.config import SecurityConfig
-from edgeva.runtime.edge import EdgeNode
 from edgeva.runtime.rpc import Peer, RemoteError, pb, wait_ready
 from edgeva.runtime.store import ModelUpdateRow, open_store
-from edgeva.runtime.wire import chunk_to_pb
-from edgeva.runtime.worker import DetectorWorker
-from edgeva.video import encode_chunk
-from runtime_support import cluster_config
+from runtime_support import chunk_request, cluster_config, running
 
 
-@contextlib.contextmanager
-def running(config, yolox, fastestdet, *, edges: bool = True):
-    """Cloud and edges of ``config`` served here; always stopped."""
-    config = resolve_ports(config)
-    nodes = [CloudNode(config, DetectorWorker("yolox-nano", detector=yolox))]
-    if edges:
-        nodes += [EdgeNode(config, e.id, "test", DetectorWorker("fastestdet", detector=fastestdet)) for e in config.edges]
-    try:
-        for node in nodes:
-            node.start()
-        yield config, nodes
-    finally:
-        for node in nodes:
-            node.stop(grace=0.5)
-
-
-def chunk_request(frames: list[np.ndarray], first: int = 0) -> pb.ChunkRequest:
-    chunk = encode_chunk(frames, 28, first_frame=first)
-    indices = list(range(first, first + len(frames)))
-    return pb.ChunkRequest(run="test", camera=1, frames=indices, captured=[time.time()] * len(frames), sent=time.time(),
-                           chunk=chunk_to_pb(chunk))
-
-
-def submit(config, frames, *, node: str = "edge-1", security: SecurityConfig | None = None) -> pb.ChunkReply:
+def submit(config, frames, *, node: str = "edge-1", security: SecurityConfig | None = None, first: int = 0) -> pb.ChunkReply:
     peer = Peer(node, config.node(node).address, security or config.security)
     try:
-        return peer.call("Ingest", "Submit", chunk_request(frames), timeout=60)
+        return peer.call("Ingest", "Submit", chunk_request(frames, first), timeout=60)
     finally:
         peer.close()
 
@@ -93,7 +65,11 @@ def test_policies_place_frames(tmp_path, yolox, fastestdet, policy, edge_delays,
 
 
 def test_retraining_round_hot_swaps_the_edge_model(tmp_path, yolox, fastestdet):
-    config = cluster_config(tmp_path, edges=1, retraining={"enabled": True, "window": 6, "frames": 3, "epochs": 1, "max_rounds": 1})
+    """Every 2nd inferred frame goes to the validation set, the others to the drift
+    collector; a round whose weights keep validation F1 (a tiny learning rate) is swapped in."""
+    retraining = {"enabled": True, "window": 3, "frames": 2, "epochs": 1, "learning_rate": 1e-9, "max_rounds": 1,
+                  "validation_frames": 3, "validation_every": 2}
+    config = cluster_config(tmp_path, edges=1, retraining=retraining)
     frames = frames_of("bottle-detection", 12, step=5)
     with running(config, yolox, fastestdet) as (config, nodes):
         edge = nodes[1]
@@ -101,14 +77,49 @@ def test_retraining_round_hot_swaps_the_edge_model(tmp_path, yolox, fastestdet):
         deadline = time.monotonic() + 120
         while edge.rounds < 1 and time.monotonic() < deadline:
             time.sleep(0.2)
-        second = submit(config, frames[6:])  # served by the swapped-in model
-    assert edge.rounds == 1 and edge.worker.version == 1
+        second = submit(config, frames[6:], first=6)  # served by the swapped-in model
+    assert edge.rounds == 1 and edge.refused == 0 and edge.worker.version == 1
     assert edge.worker.detector is not fastestdet  # a new model object was swapped in
     assert all(not r.dropped for r in [*first.results, *second.results])
     assert {r.model_version for r in second.results} == {1}
     with open_store(config.database.url)() as session:
         update = session.scalars(select(ModelUpdateRow)).one()
-    assert update.node == "edge-1" and update.version == 1 and update.frames == 3 and update.loss_after > 0
+    assert update.node == "edge-1" and update.version == 1 and update.frames == 2 and update.loss_after > 0
+    assert update.accepted and update.validation_frames == 3 and update.f1_after >= update.f1_before
+
+
+def _misclassifying(detector) -> bytes:
+    """Real FastestDet weights whose class head is shifted by one class: the boxes stay, the
+    labels are wrong (what a bad fine-tuning round can do)."""
+    state = {k: v.clone() for k, v in detector.state_dict().items()}
+    for key in state:
+        if key.startswith(("detect_head.cls_layers.conv5x5.3.", "detect_head.cls_layers.conv5x5.4.")) and state[key].ndim:
+            state[key] = state[key].roll(1, dims=0)
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return buffer.getvalue()
+
+
+def test_an_update_that_lowers_validation_f1_is_refused_and_recorded(tmp_path, yolox, fastestdet):
+    retraining = {"enabled": True, "window": 100, "frames": 2, "validation_frames": 4, "validation_every": 2}
+    config = cluster_config(tmp_path, edges=1, retraining=retraining)
+    with running(config, yolox, fastestdet) as (config, nodes):
+        edge = nodes[1]
+        peer = Peer("edge-1", config.edges[0].address, config.security)
+        for camera, video in ((1, "store-aisle-detection"), (2, "car-detection")):  # two cameras, two frame sizes
+            peer.call("Ingest", "Submit", chunk_request(frames_of(video, 4), camera=camera), timeout=60)
+        peer.close()
+        assert len(edge.validation) == 4 and len({f.shape for f in edge.validation.frames()}) == 2
+        sessions = open_store(config.database.url)
+        reply = pb.RetrainReply(weights=_misclassifying(fastestdet), version=1, labelled_objects=5, loss_before=1.0,
+                                loss_after=0.5, train_s=1.0)
+        assert not edge.consider_update(reply, 2, sessions)
+        assert edge.worker.version == 0 and edge.worker.detector is fastestdet  # still serving the old model
+        assert edge.consider_update(pb.RetrainReply(weights=edge.worker.weights(), version=1), 2, sessions)  # F1 equal: kept
+    with sessions() as session:
+        refused, kept = session.scalars(select(ModelUpdateRow).order_by(ModelUpdateRow.version)).all()
+    assert not refused.accepted and refused.f1_after < refused.f1_before and refused.validation_frames == 4
+    assert kept.accepted and kept.version == 2 and edge.worker.version == 2  # versions are never reused
 
 
 def test_calls_without_the_token_are_rejected(tmp_path, yolox, fastestdet):

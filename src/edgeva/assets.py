@@ -19,7 +19,7 @@ from pathlib import Path
 
 from edgeva.errors import AssetError
 
-__all__ = ["Asset", "ASSETS", "find", "cache_dir", "list_assets", "sample_videos", "resolve_video"]
+__all__ = ["Asset", "ASSETS", "find", "cache_dir", "file_identity", "list_assets", "sample_videos", "resolve_video"]
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ ASSETS: dict[str, Asset] = {
     ]
 }
 
-_verified: dict[tuple[str, int, int], str] = {}
+_verified: dict[str, str] = {}
 
 
 def cache_dir() -> Path:
@@ -65,9 +65,21 @@ def cache_dir() -> Path:
     return root
 
 
+def file_identity(path: str | Path) -> str | None:
+    """``"<absolute path>|<size>|<mtime ns>"`` of a file, or None if it does not exist: the key
+    under which edgeva caches what it derived from the file (a changed file is a new key)."""
+    p = Path(path)
+    try:
+        stat = p.stat()
+    except OSError:
+        return None
+    return f"{p.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+
+
 def _sha256(path: Path) -> str:
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    key = file_identity(path)
+    if key is None:
+        raise AssetError(f"{path}: no such file")
     if key not in _verified:
         digest = hashlib.sha256()
         with path.open("rb") as fh:

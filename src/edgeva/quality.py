@@ -18,7 +18,7 @@ import numpy as np
 from edgeva.registry import Registry
 from edgeva.video import QualityMap
 
-__all__ = ["QualityPolicy", "QualityOptions", "UniformQuality", "POLICIES", "register_policy", "create_policy", "list_policies"]
+__all__ = ["QualityPolicy", "QualityOptions", "UniformQuality", "QUALITY_POLICIES", "register_policy", "create_policy", "list_policies"]
 
 
 @runtime_checkable
@@ -54,9 +54,9 @@ class UniformQuality:
         return self.crf
 
 
-POLICIES: Registry[Callable[[QualityOptions], QualityPolicy]] = Registry("quality policy")
-register_policy = POLICIES.register  # @register_policy(name): factory(QualityOptions) -> QualityPolicy
-list_policies = POLICIES.names
+QUALITY_POLICIES: Registry[Callable[[QualityOptions], QualityPolicy]] = Registry("quality policy")
+register_policy = QUALITY_POLICIES.register  # @register_policy(name): factory(QualityOptions) -> QualityPolicy
+list_policies = QUALITY_POLICIES.names
 
 
 def create_policy(name: str, options: QualityOptions = QualityOptions()) -> QualityPolicy:
@@ -68,7 +68,7 @@ def create_policy(name: str, options: QualityOptions = QualityOptions()) -> Qual
     from edgeva.errors import ConfigError
 
     try:
-        factory = POLICIES[name]
+        factory = QUALITY_POLICIES[name]
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     return factory(options)

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgeva.assets import cache_dir
+from edgeva.assets import cache_dir, file_identity
 from edgeva.errors import ModelError
 from edgeva.models import Detector, frames_to_tensor
 from edgeva.video import MB, EncoderSettings, decode_chunk, encode_chunk, grid_shape
@@ -86,7 +86,7 @@ class AccGradCache:
 
     def __init__(self, video: str | Path, model: str, crf_low: int, *, root: Path | None = None):
         path = Path(video)
-        ident = f"{path.resolve()}|{path.stat().st_size}|{path.stat().st_mtime_ns}" if path.exists() else str(video)
+        ident = file_identity(path) or str(video)
         digest = hashlib.sha256(f"{ident}|{model}|{crf_low}|v{ACCGRAD_VERSION}".encode()).hexdigest()[:16]
         self.folder = (root or cache_dir() / "accgrad") / f"{path.stem}-{model}-crf{crf_low}-{digest}"
 

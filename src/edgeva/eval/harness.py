@@ -69,8 +69,7 @@ class EvalResult:
 
 
 def _video_key(path: str) -> str:
-    p = Path(path)
-    ident = f"{p.resolve()}|{p.stat().st_size}|{p.stat().st_mtime_ns}" if p.exists() else path
+    ident = assets.file_identity(path) or path
     return hashlib.sha256(ident.encode()).hexdigest()[:12]
 
 

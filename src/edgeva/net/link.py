@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["Link", "Transfer", "Delivery", "simulate", "Exchange", "ChunkTiming", "chunk_timings"]
+__all__ = ["Link", "LinkQueue", "Transfer", "Delivery", "simulate", "Exchange", "ChunkTiming", "chunk_timings"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,28 @@ class Link:
         return self.bandwidth_mbps * 1e6 / 8 / share
 
 
+class LinkQueue:
+    """One FIFO queue served at a fixed rate: the link model every part of edgeva shares.
+
+    ``transmit(ready, nbytes)`` returns when a message that is ready at ``ready`` starts
+    going out (after everything queued before it) and when its last byte has left; the
+    queue stays busy until then. Times are seconds on any clock the caller keeps to (the
+    simulation's, or ``time.monotonic()`` for the runtime's emulated links).
+    """
+
+    def __init__(self, rate_bytes_per_s: float):
+        if rate_bytes_per_s <= 0:
+            raise ValueError(f"rate_bytes_per_s={rate_bytes_per_s}: must be positive")
+        self.rate = rate_bytes_per_s
+        self.busy_until = float("-inf")
+
+    def transmit(self, ready: float, nbytes: int) -> tuple[float, float]:
+        """``(start, done)`` of a message of ``nbytes`` ready at ``ready``."""
+        start = max(ready, self.busy_until)
+        self.busy_until = start + nbytes / self.rate
+        return start, self.busy_until
+
+
 @dataclass(frozen=True)
 class Transfer:
     send_time: float  # seconds: when the chunk is ready to send
@@ -77,9 +99,8 @@ class Delivery:
 
 def simulate(transfers: Sequence[Transfer], link: Link) -> list[Delivery]:
     """Deliveries for ``transfers``, in the same order as given."""
-    rate = link.rate_bytes_per_s()
     order = sorted(range(len(transfers)), key=lambda i: (transfers[i].send_time, i))
-    busy_until: dict[int, float] = {}  # queue key -> time its last transmission ends
+    queues: dict[int, LinkQueue] = {}  # a stream's share (fair) or the one queue (fifo)
     deliveries: list[Delivery | None] = [None] * len(transfers)
     for i in order:
         t = transfers[i]
@@ -87,11 +108,10 @@ def simulate(transfers: Sequence[Transfer], link: Link) -> list[Delivery]:
             raise ValueError(f"transfer {i}: nbytes={t.nbytes} must not be negative")
         if link.discipline == "fair" and not 0 <= t.stream < link.streams:
             raise ValueError(f"transfer {i}: stream {t.stream} outside 0..{link.streams - 1}")
-        queue = t.stream if link.discipline == "fair" else 0
-        start = max(t.send_time, busy_until.get(queue, float("-inf")))
-        transmit = t.nbytes / rate
-        busy_until[queue] = start + transmit
-        deliveries[i] = Delivery(t, start - t.send_time, transmit, link.one_way_s)
+        key = t.stream if link.discipline == "fair" else 0
+        queue = queues.setdefault(key, LinkQueue(link.rate_bytes_per_s()))
+        start, done = queue.transmit(t.send_time, t.nbytes)
+        deliveries[i] = Delivery(t, start - t.send_time, done - start, link.one_way_s)
     return deliveries  # type: ignore[return-value]
 
 
@@ -135,8 +155,7 @@ def chunk_timings(ready_times: Sequence[float], exchanges: Sequence[Sequence[Exc
 
     if len(ready_times) != len(exchanges):
         raise ValueError(f"{len(ready_times)} ready times for {len(exchanges)} chunks")
-    rate = link.rate_bytes_per_s()
-    busy_until = float("-inf")
+    queue = LinkQueue(link.rate_bytes_per_s())
     parts = [{"camera": 0.0, "network": 0.0, "feedback": 0.0, "server": 0.0} for _ in exchanges]
     # Events: (time the camera starts this exchange, chunk, exchange index).
     events = [(t, c, 0) for c, t in enumerate(ready_times) if exchanges[c]]
@@ -145,9 +164,7 @@ def chunk_timings(ready_times: Sequence[float], exchanges: Sequence[Sequence[Exc
         start, c, r = heapq.heappop(events)
         ex = exchanges[c][r]
         send = start + ex.camera_s
-        begin = max(send, busy_until)
-        busy_until = begin + ex.nbytes / rate
-        arrival = busy_until + link.one_way_s
+        arrival = queue.transmit(send, ex.nbytes)[1] + link.one_way_s
         part = parts[c]
         part["camera"] += ex.camera_s
         part["network"] += arrival - send

@@ -7,14 +7,23 @@ camera once the frame's fate is known:
 * ``reused``: the filter found it too similar to the last sent frame; it takes that frame's
   result (``reuses``).
 * ``inferred``: a node answered with its detections (``where``: ``edge-2``, ``cloud``, ...).
-* ``dropped`` with a reason: no node could be reached, the node could not infer it, or
-  (``backlog: drop``) too many chunks were already in flight.
+* ``dropped`` with a reason: no node could be reached, the node refused the chunk as a whole
+  (``overloaded``) or could not infer a frame, a live source was down (``source-lost``: the
+  frames it would have delivered meanwhile), encoding failed, or (``backlog: drop``) too
+  many chunks were already in flight. Whatever fails in the send path, the chunk's frames
+  are recorded and its in-flight slot is given back.
 
-Chunks stay with the camera until answered. A call that fails with UNAVAILABLE or
-DEADLINE_EXCEEDED is retried with exponential back-off; after the retries the camera fails
-over to the next node of its route (its home edge, then the other edges, then the cloud, or
-``failover``) and stays there, re-sending the chunk: an edge that dies mid-run costs time,
-not frames.
+Chunks stay with the camera until answered. A call that fails with UNAVAILABLE is retried
+with exponential back-off, and one refused for overload (RESOURCE_EXHAUSTED) too; after the
+retries an unreachable node is failed over (to the next node of its route: its home edge,
+then the other edges, then the cloud, or ``failover``), and the camera stays there,
+re-sending the chunk; a node that lets the deadline pass is failed over at once (the node
+dropped the work, and a repeated ``Submit`` is idempotent anyway). An edge that dies mid-run
+costs time, not frames.
+
+A live source (RTSP/HTTP) reconnects by itself (:mod:`edgeva.video.source`); capture times
+are its frames' presentation times on the wall clock. A file is paced at its presentation
+times (or ``fps``), as a camera would deliver it.
 """
 
 from __future__ import annotations
@@ -26,28 +35,35 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+import grpc
 import numpy as np
 
 from edgeva import assets
-from edgeva.errors import EdgevaError
+from edgeva.backoff import Backoff
+from edgeva.errors import ConfigError, EdgevaError
 from edgeva.filtering import FrameFilter
 from edgeva.runtime.config import ClusterConfig
 from edgeva.runtime.encoding import create_scheme
 from edgeva.runtime.ops import CameraOps
 from edgeva.runtime.rpc import Peer, RemoteError, pb, wait_ready
-from edgeva.runtime.store import FrameRecord, ResultWriter, record_camera
+from edgeva.runtime.store import FrameRecord, ResultWriter
 from edgeva.runtime.wire import BadMessage, chunk_to_pb, detections_from_pb
-from edgeva.video import EncoderSettings, encode_chunk, open_video
+from edgeva.video import EncoderSettings, Frame, encode_chunk, open_video
 
-__all__ = ["CameraAgent", "CameraStats"]
+__all__ = ["CameraAgent", "CameraStats", "SOURCE_LOST"]
 
 log = logging.getLogger(__name__)
+
+SOURCE_LOST = "source-lost"  # reason of the frames a live source did not deliver while it was down
+_RETRY_ON = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED)
 
 
 @dataclass
 class CameraStats:
     camera: int
-    frames_read: int = 0
+    frames_read: int = 0  # frames read, and frames a live source lost (they are recorded too)
+    frames_lost: int = 0  # of which a live source lost while it was down
+    reconnects: int = 0  # times a live source was reopened
     states: Counter = field(default_factory=Counter)
     bytes_sent: int = 0
     encode_s: float = 0.0
@@ -131,9 +147,13 @@ class CameraAgent:
             name = self.route[index]
             try:
                 reply = self.peers[name].call_with_retry(
-                    "Ingest", "Submit", request, timeout=self.cam.deadline_s, retries=self.cam.retries, backoff_s=self.cam.backoff_s)
+                    "Ingest", "Submit", request, timeout=self.cam.deadline_s, retries=self.cam.retries,
+                    backoff_s=self.cam.backoff_s, retry_on=_RETRY_ON)
             except RemoteError as exc:
                 last_error = str(exc)
+                if exc.code == grpc.StatusCode.RESOURCE_EXHAUSTED:  # refused as a whole, still after the retries
+                    self._drop(pending, f"overloaded: {last_error}")
+                    return
                 if not exc.retryable:
                     log.error("%s: %s", self.cam.name, exc)
                     self._drop(pending, last_error)
@@ -181,31 +201,33 @@ class CameraAgent:
             ))
 
     # -- the reading loop -----------------------------------------------------------------------
-    def run(self, stop: threading.Event | None = None, *, connect_timeout: float = 10.0) -> CameraStats:
-        """Read the source to its end (or until ``stop``), then wait for every answer.
-
-        Raises:
-            EdgevaError: the source cannot be opened, or no node is reachable at the start.
-        """
-        stop = stop or threading.Event()
+    def _open_source(self, stop: threading.Event):
         cam = self.cam
-        uri = assets.resolve_video(cam.source)
-        source = open_video(uri, start=cam.start, limit=cam.frames, step=cam.step, size=cam.size)
-        self.connect(connect_timeout)
-        self.ops.start()
-        fps = source.info.fps if cam.fps is None else cam.fps
-        settings = EncoderSettings(codec=cam.encoding.codec, preset=cam.encoding.preset, fps=source.info.fps or 10.0)
-        self.writer = ResultWriter(self.sessions, self.run_id, batch_size=self.config.database.batch_size,
-                                   flush_s=self.config.database.flush_s)
-        started = time.time()
-        width, height = cam.size or (None, None)
-        record_camera(self.sessions, self.run_id, cam.id, source=str(cam.source), start=cam.start, step=cam.step,
-                      width=width, height=height, frames_read=0, started=started, finished=None, status="running")
-        slots = threading.BoundedSemaphore(cam.max_inflight)
-        pool = ThreadPoolExecutor(cam.max_inflight, thread_name_prefix=f"{cam.name}-send")
-        pending = _Pending()
-        last_sent: int | None = None
-        status = "finished"
+        return open_video(assets.resolve_video(cam.source), start=cam.start, limit=cam.frames, step=cam.step,
+                          size=cam.size, live=cam.live, watchdog_s=cam.watchdog_s, stop=stop,
+                          reconnect=Backoff(cam.source_backoff_s, 2.0, max(cam.source_backoff_s, 10.0)))
+
+    def _check_chunk_size(self, width: int, height: int) -> None:
+        pixels = self.cam.encoding.chunk_frames * width * height
+        if pixels > self.config.security.max_chunk_pixels:
+            raise ConfigError(f"{self.cam.name}: chunks of {self.cam.encoding.chunk_frames} frames of {width}x{height} "
+                              f"exceed security.max_chunk_mpixels ({self.config.security.max_chunk_mpixels:g} million pixels)")
+
+    def _record_lost(self, frame: Frame, fps: float) -> None:
+        """The frames a live source skipped before ``frame`` (it was down): dropped, ``source-lost``."""
+        now = time.time()
+        for index in frame.lost:
+            captured = (frame.captured or now) - (frame.index - index) / (fps or 10.0)
+            self._record(FrameRecord(self.cam.id, index, "dropped", captured, now, reason=SOURCE_LOST))
+        self.stats.frames_read += len(frame.lost)
+        self.stats.frames_lost += len(frame.lost)
+        if frame.lost:
+            self.ops.frames_lost(len(frame.lost))
+
+    def _sender(self, settings: EncoderSettings, slots: threading.BoundedSemaphore, pool: ThreadPoolExecutor):
+        """``send(frames)``: encode a chunk and hand it to the pool. Whatever fails, the frames
+        are recorded and the slot comes back."""
+        cam = self.cam
 
         def send(chunk_frames: _Pending) -> None:
             if not chunk_frames.indices:
@@ -216,27 +238,56 @@ class CameraAgent:
             try:
                 quality = self.scheme.quality(chunk_frames.images, chunk_frames.indices[0])
                 chunk = encode_chunk(chunk_frames.images, quality, settings, first_frame=chunk_frames.indices[0])
-            except EdgevaError as exc:
+                request = pb.ChunkRequest(run=self.run_id, camera=cam.id, frames=chunk_frames.indices,
+                                          captured=chunk_frames.captured, sent=time.time(), chunk=chunk_to_pb(chunk))
+                chunk_frames.images = []  # the encoded bytes are all a retry needs
+                with self._stats_lock:
+                    self.stats.bytes_sent += chunk.nbytes
+                    self.stats.encode_s += chunk.encode_s
+                self.ops.chunk_sent(chunk.nbytes, chunk.encode_s)
+                future = pool.submit(self._deliver_or_drop, request, chunk_frames, chunk.nbytes)
+            except Exception as exc:  # encoding, the quality policy, a bug: the frames are still recorded
                 slots.release()
-                self._drop(chunk_frames, f"encoding failed: {exc}")
+                if not isinstance(exc, EdgevaError):
+                    log.exception("%s: sending frames %s failed", cam.name, chunk_frames.indices)
+                self._drop(chunk_frames, f"encoding failed: {type(exc).__name__}: {exc}")
                 return
-            request = pb.ChunkRequest(run=self.run_id, camera=cam.id, frames=chunk_frames.indices,
-                                      captured=chunk_frames.captured, sent=time.time(), chunk=chunk_to_pb(chunk))
-            chunk_frames.images = []  # the encoded bytes are all a retry needs
-            with self._stats_lock:
-                self.stats.bytes_sent += chunk.nbytes
-                self.stats.encode_s += chunk.encode_s
-            self.ops.chunk_sent(chunk.nbytes, chunk.encode_s)
-            pool.submit(self._deliver_or_drop, request, chunk_frames, chunk.nbytes).add_done_callback(lambda f: slots.release())
+            future.add_done_callback(lambda _: slots.release())
 
+        return send
+
+    def _captured(self, frame: Frame, n: int, started: float, first_time: float, fps: float | None) -> float:
+        """When ``frame`` was captured: a live source says; a file is paced like a camera."""
+        if frame.captured is not None:
+            return frame.captured
+        if fps == 0:
+            return time.time()
+        captured = started + (n / fps if fps else frame.time - first_time)
+        if captured > time.time():
+            time.sleep(captured - time.time())  # a camera delivers frames at its rate
+        return captured
+
+    def _read(self, source, stop: threading.Event, send, started: float) -> str:
+        """The reading loop: record reused and lost frames, send the others in chunks.
+
+        Returns:
+            The camera's status: ``finished``, ``interrupted`` or (the source broke) ``failed``.
+        """
+        cam = self.cam
+        pending = _Pending()
+        last_sent: int | None = None
+        first_time: float | None = None
+        reconnects = 0
         try:
             for n, frame in enumerate(source):
                 if stop.is_set():
-                    status = "interrupted"
-                    break
-                captured = started + n / fps if fps else time.time()
-                if fps and captured > time.time():
-                    time.sleep(captured - time.time())  # a live camera delivers frames at its rate
+                    return "interrupted"
+                self._record_lost(frame, source.info.fps)
+                if source.reconnects > reconnects:
+                    self.ops.reconnected(source.reconnects - reconnects)
+                    reconnects = source.reconnects
+                first_time = frame.time if first_time is None else first_time
+                captured = self._captured(frame, n, started, first_time, cam.fps)
                 self.stats.frames_read += 1
                 self.ops.frame_read(frame.index, frame.image)
                 if pending.indices and time.monotonic() - pending.opened >= cam.encoding.max_chunk_wait_s:
@@ -257,17 +308,55 @@ class CameraAgent:
                 if len(pending.indices) >= cam.encoding.chunk_frames or too_old:
                     send(pending)
                     pending = _Pending()
+            return "interrupted" if stop.is_set() else "finished"
         except EdgevaError as exc:  # the source broke mid-run: keep what was read
             log.error("%s: %s", cam.name, exc)
-            status = "failed"
+            return "failed"
         finally:
             send(pending)
+
+    def run(self, stop: threading.Event | None = None, *, connect_timeout: float = 10.0) -> CameraStats:
+        """Read the source to its end (or until ``stop``), then wait for every answer.
+
+        Raises:
+            EdgevaError: the source cannot be opened, no node is reachable at the start, or
+                frame records could not be written (they wait in the database's journal).
+        """
+        stop = stop or threading.Event()
+        cam, database = self.cam, self.config.database
+        source = self._open_source(stop)
+        try:
+            self._check_chunk_size(source.info.width, source.info.height)
+            self.connect(connect_timeout)
+        except BaseException:
+            source.close()  # a camera that serves one client must not stay taken
+            raise
+        self.ops.start()
+        settings = EncoderSettings(codec=cam.encoding.codec, preset=cam.encoding.preset, fps=source.info.fps or 10.0)
+        self.writer = ResultWriter(self.sessions, self.run_id, batch_size=database.batch_size, flush_s=database.flush_s,
+                                   attempts=database.commit_attempts, journal=database.journal_dir, name=cam.name,
+                                   close_wait_s=database.close_wait_s)
+        started = time.time()
+        width, height = cam.size or (None, None)
+        self.writer.update_camera(cam.id, source=str(cam.source), start=cam.start, step=cam.step, width=width,
+                                  height=height, frames_read=0, started=started, finished=None, status="running")
+        slots = threading.BoundedSemaphore(cam.max_inflight)
+        pool = ThreadPoolExecutor(cam.max_inflight, thread_name_prefix=f"{cam.name}-send")
+        status = "failed"
+        try:
+            status = self._read(source, stop, self._sender(settings, slots, pool), started)
+        finally:
             pool.shutdown(wait=True)
-            self.writer.close()
-            self.ops.close()
+            source.close()
             self.stats.node = self.route[self._current]
-            record_camera(self.sessions, self.run_id, cam.id, frames_read=self.stats.frames_read,
-                          finished=time.time(), status=status)
+            self.stats.reconnects = source.reconnects
+            self.writer.update_camera(cam.id, frames_read=self.stats.frames_read, finished=time.time(), status=status)
+            unwritten = self.writer.close()
+            self.ops.close()
             for peer in self.peers.values():
                 peer.close()
+        if unwritten:
+            raise EdgevaError(f"results database {self.writer.database}: {unwritten} frame records were not written "
+                              f"(the database was unavailable); they wait in {self.writer.journal.path} and are "
+                              f"written when the next camera starts on this database, or by `edgeva results`")
         return self.stats

@@ -17,16 +17,19 @@ import grpc
 import torch
 
 from edgeva.models import create_detector
-from edgeva.runtime.config import CLOUD, ClusterConfig
+from edgeva.runtime.admission import Deadline, Overloaded
+from edgeva.runtime.config import CLOUD, MAX_EPOCHS, MAX_LEARNING_RATE, ClusterConfig
 from edgeva.runtime.learning import fine_tune
 from edgeva.runtime.node import Node
 from edgeva.runtime.rpc import pb
-from edgeva.runtime.wire import BadMessage, decode_frames, detections_to_pb
+from edgeva.runtime.wire import BadMessage, detections_to_pb
 from edgeva.runtime.worker import create_worker
 
-__all__ = ["CloudNode", "build_cloud"]
+__all__ = ["CloudNode", "build_cloud", "MAX_RETRAIN_FRAMES"]
 
 log = logging.getLogger(__name__)
+
+MAX_RETRAIN_FRAMES = 256  # most drift frames one Retrain call may send
 
 
 class CloudNode(Node):
@@ -43,35 +46,51 @@ class CloudNode(Node):
 
     def infer_regions(self, request: pb.RegionsRequest, context: grpc.ServicerContext) -> pb.InferReply:
         """Each crop inferred on its own; detections in the crop's pixels, one set per crop."""
-        crops = [decode_frames(chunk)[0] for chunk in request.regions]
+        deadline = Deadline.within(context.time_remaining())
+        crops = [self._decode(chunk)[0] for chunk in request.regions]
         if not crops:
             raise BadMessage("InferRegions: no regions")
-        inferences = self.queue.infer_now(crops, timeout=context.time_remaining())
+        inferences = self.infer_admitted(crops, deadline)
         return pb.InferReply(
             detections=[detections_to_pb(i.detections) for i in inferences],
             started=inferences[0].started, finished=inferences[-1].finished,
             model_version=inferences[-1].model_version, status=self.status(),
         )
 
+    def _label(self, frames: list, deadline: Deadline) -> list:
+        """Golden detections of ``frames``, in slices the queue can admit."""
+        step = self.admission.capacity
+        return [i.detections for start in range(0, len(frames), step)
+                for i in self.infer_admitted(frames[start : start + step], deadline)]
+
     def retrain(self, request: pb.RetrainRequest, context: grpc.ServicerContext) -> pb.RetrainReply:
         """Label the drift frames with the golden model, fine-tune the sent FastestDet weights."""
-        frames = [decode_frames(chunk)[0] for chunk in request.frames]
-        if not frames:
-            raise BadMessage("Retrain: no frames")
-        if request.epochs < 1:
-            raise BadMessage(f"Retrain: epochs={request.epochs} must be >= 1")
+        origin = request.origin or "an unnamed node"
+        if not 1 <= len(request.frames) <= MAX_RETRAIN_FRAMES:
+            raise BadMessage(f"Retrain from {origin}: {len(request.frames)} frames outside 1..{MAX_RETRAIN_FRAMES}")
+        if not 1 <= request.epochs <= MAX_EPOCHS:
+            raise BadMessage(f"Retrain from {origin}: epochs={request.epochs} outside 1..{MAX_EPOCHS}")
+        rate = request.learning_rate or 5e-4
+        if not 0 < rate <= MAX_LEARNING_RATE:  # also false for NaN
+            raise BadMessage(f"Retrain from {origin}: learning_rate={rate} outside (0, {MAX_LEARNING_RATE}]")
+        deadline = Deadline.within(context.time_remaining())
+        frames = [self._decode(chunk)[0] for chunk in request.frames]
         model = create_detector("fastestdet")
         try:
             model.load_state_dict(torch.load(io.BytesIO(request.weights), map_location="cpu", weights_only=True))
         except Exception as exc:  # not a FastestDet state dict
-            raise BadMessage(f"Retrain: weights are not a FastestDet state dict ({type(exc).__name__})") from None
-        labels = [i.detections for i in self.queue.infer_now(frames, timeout=context.time_remaining())]
-        with self._training:
-            result = fine_tune(model, frames, labels, epochs=request.epochs, learning_rate=request.learning_rate or 5e-4)
+            raise BadMessage(f"Retrain from {origin}: weights are not a FastestDet state dict ({type(exc).__name__})") from None
+        labels = self._label(frames, deadline)
+        if not self._training.acquire(timeout=deadline.remaining()):
+            raise Overloaded(f"{self.name}: another retraining round is still running")
+        try:
+            result = fine_tune(model, frames, labels, epochs=request.epochs, learning_rate=rate)
+        finally:
+            self._training.release()
         buffer = io.BytesIO()
         torch.save(model.state_dict(), buffer)
         log.info("cloud: fine-tuned %s's model on %d frames (%d objects): loss %.3f -> %.3f in %.1f s",
-                 request.origin, len(frames), result.objects, result.loss_before, result.loss_after, result.seconds)
+                 origin, len(frames), result.objects, result.loss_before, result.loss_after, result.seconds)
         return pb.RetrainReply(weights=buffer.getvalue(), version=request.version + 1, labelled_objects=result.objects,
                                loss_before=result.loss_before, loss_after=result.loss_after, train_s=result.seconds)
 

@@ -7,6 +7,10 @@ cameras, waits for them to read their videos to the end, stops the nodes gracefu
 (SIGTERM, then SIGKILL after a grace period), computes the golden model's reference on the
 original frames, and returns the run's summary. Ctrl-C stops the cameras first (frames
 already read are still answered and recorded), then the nodes.
+
+Secrets never reach a file or the database: the config written beside the logs and the
+copy stored with the run show an inline ``security.token`` (and a database password) as
+asterisks; the services started here get the token through an environment variable.
 """
 
 from __future__ import annotations
@@ -32,10 +36,14 @@ from edgeva.runtime.ops import NodeOps, resolve_ops_ports
 from edgeva.runtime.rpc import Peer, RemoteError, wait_ready
 from edgeva.runtime.store import CameraRow, finish_run, open_store, start_run, write_references
 from edgeva.runtime.summary import summarize
+from edgeva.video.source import is_network
 
-__all__ = ["serve_node", "run_camera", "run_cluster", "resolve_ports", "evaluate_run", "reference_frames", "new_run_id"]
+__all__ = ["serve_node", "run_camera", "run_cluster", "resolve_ports", "evaluate_run", "reference_frames", "new_run_id",
+           "TOKEN_ENV"]
 
 log = logging.getLogger(__name__)
+
+TOKEN_ENV = "EDGEVA_CLUSTER_TOKEN"  # how `edgeva cluster` hands an inline token to the services it starts
 
 
 def new_run_id(config_name: str) -> str:
@@ -73,7 +81,7 @@ def run_camera(config: ClusterConfig, camera_id: int, *, run_id: str, connect_ti
     from edgeva.runtime.camera import CameraAgent
 
     sessions = open_store(config.database.url)
-    start_run(sessions, run_id, policy=config.policy.name, config_json=config.model_dump_json())
+    start_run(sessions, run_id, policy=config.policy.name, config_json=config.redacted_json())
     stop = threading.Event()
     _on_signals(stop.set)
     return CameraAgent(config, camera_id, run_id, sessions).run(stop, connect_timeout=connect_timeout)
@@ -106,13 +114,25 @@ class _Process:
         return " | ".join(text[-lines:])
 
 
-def _spawn(name: str, args: list[str], log_dir: Path) -> _Process:
+def _spawn(name: str, args: list[str], log_dir: Path, env: dict[str, str] | None = None) -> _Process:
     log_path = log_dir / f"{name}.log"
     with log_path.open("w") as fh:
         # A session of its own: Ctrl-C reaches only the launcher, which stops the children in order.
         proc = subprocess.Popen([sys.executable, "-m", "edgeva.cli", *args], stdout=fh, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+                                start_new_session=True, env=env)
     return _Process(name, proc, log_path)
+
+
+def _child_config(config: ClusterConfig) -> tuple[str, dict[str, str]]:
+    """The config the services read (YAML, an inline token moved to an environment
+    variable) and the environment that carries it."""
+    env = dict(os.environ)
+    security = config.security
+    if security.token is not None:
+        env[TOKEN_ENV] = security.token.get_secret_value()
+        security = security.model_copy(update={"token": None, "token_env": TOKEN_ENV})
+    data = json.loads(config.model_copy(update={"security": security}).model_dump_json())
+    return yaml.safe_dump(data, sort_keys=False), env
 
 
 def _stop(processes: list[_Process], grace: float = 10.0) -> None:
@@ -156,6 +176,9 @@ def evaluate_run(sessions, run_id: str, model: str, *, threads: int = 1, progres
     with sessions() as session:
         cameras = session.scalars(select(CameraRow).where(CameraRow.run_id == run_id)).all()
     for cam in cameras:
+        if is_network(cam.source):  # a live stream cannot be read again for a reference
+            log.warning("camera %d reads a live stream (%s): no golden reference, no F1", cam.camera, cam.source)
+            continue
         key = (cam.source, cam.start, cam.step, cam.width, cam.height, cam.frames_read)
         if cache is None or key not in cache:
             detector = detector or create_detector(model)
@@ -204,17 +227,18 @@ def run_cluster(config: ClusterConfig, *, run_id: str, log_dir: Path, evaluate: 
     config = resolve_ports(config).model_copy(update={"run": run_id})
     log_dir.mkdir(parents=True, exist_ok=True)
     path = log_dir / "config.yaml"
-    path.write_text(yaml.safe_dump(json.loads(config.model_dump_json()), sort_keys=False))
+    text, env = _child_config(config)
+    path.write_text(text)
     sessions = open_store(config.database.url)  # creates the tables before any service writes
-    start_run(sessions, run_id, policy=config.policy.name, config_json=config.model_dump_json())
+    start_run(sessions, run_id, policy=config.policy.name, config_json=config.redacted_json())
     common = ["--config", str(path), "--run", run_id]
-    nodes = [_spawn(CLOUD, ["cloud", *common], log_dir)]
-    nodes += [_spawn(e.name, ["edge", *common, "--id", str(e.id)], log_dir) for e in config.edges]
+    nodes = [_spawn(CLOUD, ["cloud", *common], log_dir, env)]
+    nodes += [_spawn(e.name, ["edge", *common, "--id", str(e.id)], log_dir, env) for e in config.edges]
     cameras: list[_Process] = []
     status = "failed"
     try:
         _wait_nodes(config, nodes, start_timeout)
-        cameras = [_spawn(c.name, ["camera", *common, "--id", str(c.id)], log_dir) for c in config.cameras]
+        cameras = [_spawn(c.name, ["camera", *common, "--id", str(c.id)], log_dir, env) for c in config.cameras]
         if on_started:
             on_started({p.name: p for p in nodes + cameras})
         try:

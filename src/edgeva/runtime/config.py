@@ -11,29 +11,77 @@ Relative paths (database file, TLS files, video files) are relative to the curre
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import os
+import socket
 from importlib import resources
 from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from edgeva.errors import ConfigError
 from edgeva.filtering import Feature
 from edgeva.net.link import Link
-from edgeva.runtime.encoding import SCHEMES
+from edgeva.quality import QUALITY_POLICIES
 from edgeva.runtime.opsconfig import DashboardConfig, MetricsConfig, MqttConfig
-from edgeva.runtime.policy import POLICIES
+from edgeva.runtime.policy import OFFLOAD_POLICIES
 from edgeva.runtime.worker import WORKERS
 
 __all__ = [
     "LinkConfig", "SecurityConfig", "DatabaseConfig", "FilterConfig", "PolicyConfig", "RetrainConfig",
     "NodeConfig", "CloudConfig", "EdgeConfig", "EncodingConfig", "CameraConfig", "ClusterConfig",
-    "load_config", "resolve_config_path", "CLOUD",
+    "load_config", "resolve_config_path", "redact_url", "is_loopback", "host_port", "CLOUD", "MAX_EPOCHS", "MAX_LEARNING_RATE",
 ]
 
 CLOUD = "cloud"  # the cloud's name wherever a node is named (fail-over lists, the `where` column)
+MAX_EPOCHS = 50  # most fine-tuning epochs a retraining round may ask for (config and the cloud's service)
+MAX_LEARNING_RATE = 0.01  # largest fine-tuning learning rate
+REDACTED = "**********"  # what stored and printed copies of a secret show
+
+
+def redact_url(url: str) -> str:
+    """A database URL with its password replaced by asterisks (for logs and stored configs)."""
+    if "://" not in url:
+        return url
+    try:
+        from sqlalchemy.engine import make_url
+
+        parsed = make_url(url)
+    except Exception:  # not a URL SQLAlchemy understands: leave it, it will fail with its own error
+        return url
+    return parsed.render_as_string(hide_password=True) if parsed.password else url
+
+
+def host_port(host: str, port: int) -> str:
+    """``host:port``, with an IPv6 address in brackets (``[::1]:5000``)."""
+    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is only reachable from this machine (127.0.0.0/8, ::1, localhost)."""
+    name = host.strip("[]")
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        pass
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(name, None)}
+    except OSError:
+        return False
+    return bool(addresses) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses)
 
 
 class _Strict(BaseModel):
@@ -54,11 +102,14 @@ class LinkConfig(_Strict):
 
 class SecurityConfig(_Strict):
     token_env: str | None = None  # environment variable holding the shared token (preferred)
-    token: str | None = None  # the shared token itself; every call must carry it
-    tls_cert: Path | None = None  # PEM certificate of the services (enables TLS)
+    token: SecretStr | None = None  # the shared token itself; every call must carry it (stored and printed as asterisks)
+    tls_cert: Path | None = None  # PEM certificate of the services (enables TLS); with mutual_tls also each client's
     tls_key: Path | None = None  # PEM private key of tls_cert
-    tls_ca: Path | None = None  # PEM root clients trust; default: tls_cert itself (self-signed)
+    tls_ca: Path | None = None  # PEM root clients trust; default: tls_cert itself (self-signed); with mutual_tls also the clients' CA
+    mutual_tls: bool = False  # services demand a client certificate signed by tls_ca; nodes and cameras present tls_cert
+    allow_insecure: bool = False  # let a node listen on a non-loopback address without TLS and a token (or mutual TLS)
     max_message_mb: float = Field(16.0, gt=0, le=1024)  # larger messages are rejected
+    max_chunk_mpixels: float = Field(64.0, gt=0, le=4096)  # most decoded pixels in one chunk (frames x width x height), millions
 
     @model_validator(mode="after")
     def _pairs(self) -> SecurityConfig:
@@ -66,6 +117,8 @@ class SecurityConfig(_Strict):
             raise ValueError("tls_cert and tls_key must be given together")
         if self.token is not None and self.token_env is not None:
             raise ValueError("give token or token_env, not both")
+        if self.mutual_tls and (self.tls_cert is None or self.tls_ca is None):
+            raise ValueError("mutual_tls needs tls_cert, tls_key and tls_ca (the CA that signs every client's certificate)")
         for name in ("tls_cert", "tls_key", "tls_ca"):
             path = getattr(self, name)
             if path is not None and not path.is_file():
@@ -75,17 +128,31 @@ class SecurityConfig(_Strict):
         return self
 
     def shared_token(self) -> str | None:
-        return os.environ[self.token_env] if self.token_env else self.token
+        if self.token_env:
+            return os.environ[self.token_env]
+        return self.token.get_secret_value() if self.token is not None else None
+
+    @property
+    def secure(self) -> bool:
+        """Encrypted and authenticated: TLS plus a token or client certificates."""
+        return self.tls_cert is not None and (self.shared_token() is not None or self.mutual_tls)
 
     @property
     def max_message_bytes(self) -> int:
         return int(self.max_message_mb * 1024 * 1024)
+
+    @property
+    def max_chunk_pixels(self) -> int:
+        return int(self.max_chunk_mpixels * 1e6)
 
 
 class DatabaseConfig(_Strict):
     url: str = "runs/edgeva-runtime.db"  # SQLAlchemy URL, or a SQLite file path
     batch_size: int = Field(64, ge=1)  # frames per committed batch
     flush_s: float = Field(0.5, gt=0)  # commit at least this often
+    commit_attempts: int = Field(4, ge=1)  # tries of one batch (back-off 0.1 s doubling) before it goes to the journal
+    close_wait_s: float = Field(30.0, ge=0)  # a camera ending with records journalled offers them this long before an error
+    journal_dir: Path | None = None  # unwritten batches wait here for the database; default: <SQLite file>.pending/ or runs/pending/
 
 
 class FilterConfig(_Strict):
@@ -106,7 +173,7 @@ class PolicyConfig(_Strict):
     @field_validator("name")
     @classmethod
     def _known(cls, name: str) -> str:
-        return POLICIES.check(name)
+        return OFFLOAD_POLICIES.check(name)
 
     @model_validator(mode="after")
     def _floor(self) -> PolicyConfig:
@@ -119,9 +186,11 @@ class RetrainConfig(_Strict):
     enabled: bool = False  # collect drift frames and fine-tune the edge model
     window: int = Field(100, ge=2)  # locally inferred frames per collection window
     frames: int = Field(10, ge=1)  # lowest-confidence frames kept from each window
-    epochs: int = Field(10, ge=1)  # fine-tuning epochs over the collected frames (batch 8)
-    learning_rate: float = Field(5e-4, gt=0)
+    epochs: int = Field(10, ge=1, le=MAX_EPOCHS)  # fine-tuning epochs over the collected frames (batch 8)
+    learning_rate: float = Field(5e-4, gt=0, le=MAX_LEARNING_RATE)
     max_rounds: int | None = Field(None, ge=1)  # stop after this many rounds per edge (None: no limit)
+    validation_frames: int = Field(20, ge=0)  # golden-labelled frames an update is checked on before the swap (0: no check)
+    validation_every: int = Field(5, ge=2)  # every n-th locally inferred frame goes to the validation set (never trained on)
 
     @model_validator(mode="after")
     def _fits(self) -> RetrainConfig:
@@ -147,7 +216,7 @@ class NodeConfig(_Strict):
 
     @property
     def address(self) -> str:
-        return f"{self.host}:{self.port}"
+        return host_port(self.host, self.port)
 
 
 class CloudConfig(NodeConfig):
@@ -197,7 +266,7 @@ class EncodingConfig(_Strict):
     @field_validator("scheme")
     @classmethod
     def _known_scheme(cls, scheme: str) -> str:
-        return SCHEMES.check(scheme)
+        return QUALITY_POLICIES.check(scheme)
 
     @model_validator(mode="after")
     def _selector_given(self) -> EncodingConfig:
@@ -236,6 +305,9 @@ class CameraConfig(_Strict):
     backoff_s: float = Field(0.2, gt=0)  # first retry delay; doubles each attempt
     deadline_s: float = Field(60.0, gt=0)  # per-call deadline of a chunk
     metrics_port: int = Field(0, ge=0, le=65535)  # /metrics port when metrics are enabled (0: a free one)
+    live: bool | None = None  # reconnect when the source breaks, recording the gap (default: for RTSP/HTTP/... URLs)
+    watchdog_s: float = Field(5.0, gt=0)  # live source: no frame for this long -> reopen it
+    source_backoff_s: float = Field(0.5, gt=0)  # live source: first wait before reconnecting; doubles up to 10 s
 
     @property
     def name(self) -> str:
@@ -268,6 +340,7 @@ class ClusterConfig(_Strict):
             for i, edge in enumerate(self.edges):
                 if edge.model != "fastestdet":
                     raise ValueError(f"edges[{i}].model: retraining fine-tunes fastestdet, not {edge.model!r}")
+        self._listen_safely()
         nodes = {e.name for e in self.edges} | {CLOUD}
         for i, cam in enumerate(self.cameras):
             if cam.edge not in edge_ids:
@@ -276,6 +349,22 @@ class ClusterConfig(_Strict):
                 if name not in nodes:
                     raise ValueError(f"cameras[{i}].failover: unknown node {name!r} (nodes: {', '.join(sorted(nodes))})")
         return self
+
+    def _listen_safely(self) -> None:
+        if self.security.allow_insecure or self.security.secure:
+            return
+        for where, node in [("cloud", self.cloud), *((f"edges[{i}]", e) for i, e in enumerate(self.edges))]:
+            key, address = ("listen", node.listen) if node.listen else ("host", node.host)
+            if not is_loopback(address):
+                raise ValueError(
+                    f"{where}.{key}: {address} is not a loopback address; listening there needs security.tls_cert/tls_key "
+                    "and token_env (or mutual_tls), or `security.allow_insecure: true` to accept plain text")
+
+    def redacted_json(self) -> str:
+        """The config as JSON with its secrets masked: the token and a database password."""
+        data = json.loads(self.model_dump_json())  # SecretStr fields dump as asterisks
+        data["database"]["url"] = redact_url(self.database.url)
+        return json.dumps(data)
 
     def edge(self, edge_id: int) -> EdgeConfig:
         for edge in self.edges:

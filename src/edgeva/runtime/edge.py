@@ -10,8 +10,13 @@ result are cropped, re-inferred by the cloud and merged in.
 
 With retraining on, every window of locally inferred frames yields its least confident
 frames; the retraining worker sends them and the current weights to the cloud, which labels
-them with the golden model and fine-tunes; the new weights are swapped in between two
-inferences, without dropping a request.
+them with the golden model and fine-tunes. The new weights are checked on the edge's
+validation set (every n-th inferred frame, never trained on, labelled by the cloud's golden
+model) and swapped in between two inferences only if F1 there does not drop; a refused
+update is recorded with both F1 values, and the edge keeps serving its model.
+
+Every piece of work carries the deadline of the camera's call (:mod:`.admission`): an
+offload that would start after it is skipped, and an offload's own call never outlives it.
 """
 
 from __future__ import annotations
@@ -26,16 +31,19 @@ from typing import Any
 import numpy as np
 from sqlalchemy.orm import sessionmaker
 
+from edgeva.errors import EdgevaError
 from edgeva.models import Detections
 from edgeva.runtime import metrics
+from edgeva.runtime.admission import Deadline, Expired
 from edgeva.runtime.config import CLOUD, ClusterConfig, RetrainConfig
-from edgeva.runtime.learning import DriftCollector
+from edgeva.runtime.learning import DriftCollector, GateResult, ValidationSet, gate_update
 from edgeva.runtime.node import Node, Outcome
 from edgeva.runtime.policy import ClusterView, EdgeCloudAssisted, OffloadQuality, create_policy
 from edgeva.runtime.rpc import Peer, RemoteError, pb
 from edgeva.runtime.store import open_store, record_model_update
-from edgeva.runtime.wire import detections_from_pb, encode_frame
+from edgeva.runtime.wire import chunk_to_pb, detections_from_pb, encode_frame
 from edgeva.runtime.worker import Inference, InferenceWorker, Retrainable, create_worker
+from edgeva.video import encode_chunk
 
 __all__ = ["EdgeNode", "regions_of", "build_edge"]
 
@@ -103,9 +111,12 @@ class EdgeNode(Node):
         self._threads = [threading.Thread(target=self._update_info, name=f"{self.name}-info", daemon=True)]
         retraining = config.retraining
         self.drift: DriftCollector | None = None
+        self.validation = ValidationSet(retraining.validation_frames, retraining.validation_every)
         self._drift_sets: queue.Queue = queue.Queue(maxsize=1)
         self._round_running = threading.Event()
-        self.rounds = 0
+        self.rounds = 0  # retraining rounds finished (updates swapped in or refused)
+        self.refused = 0  # updates the validation gate refused
+        self._last_version = worker.version  # versions are never reused, refused ones included
         if retraining.enabled:
             if isinstance(worker, Retrainable):
                 self.drift = DriftCollector(retraining.window, retraining.frames)
@@ -129,15 +140,16 @@ class EdgeNode(Node):
             peer.close()
 
     # -- the decision engine ---------------------------------------------------------------
-    def process(self, image: np.ndarray) -> Future:
+    def process(self, image: np.ndarray, deadline: Deadline | None = None) -> Future:
+        deadline = deadline or Deadline.within(None)
         target = self.policy.place(self.view)
         if target != self.name:
             self.view.sent(target)
-            return self.offload_pool.submit(self._offload, target, image)
-        local = self.infer_local(image)
-        return self._then_assist(image, local) if self.policy.cloud_assist else local
+            return self.offload_pool.submit(self._offload, target, image, deadline)
+        local = self.infer_local(image, deadline)
+        return self._then_assist(image, local, deadline) if self.policy.cloud_assist else local
 
-    def _then_assist(self, image: np.ndarray, local: Future) -> Future:
+    def _then_assist(self, image: np.ndarray, local: Future, deadline: Deadline) -> Future:
         """The edge's result, then :meth:`_assist` on an offloading thread."""
         out: Future = Future()
 
@@ -152,7 +164,7 @@ class EdgeNode(Node):
                 copy(done)
                 return
             try:
-                self.offload_pool.submit(self._assist, image, done.result()).add_done_callback(copy)
+                self.offload_pool.submit(self._assist, image, done.result(), deadline).add_done_callback(copy)
             except RuntimeError:  # the pool is shut down: the edge is stopping, its own result stands
                 copy(done)
 
@@ -167,11 +179,13 @@ class EdgeNode(Node):
         self.offload_quality.observe(crf, sum(len(p.data) for p in chunk.packets), chunk.width * chunk.height)
         return chunk, scale, crf
 
-    def _ask(self, target: str, service: str, method: str, request: Any, fallback: str) -> Any | None:
-        """Call another node; its reply's queue state updates the view. On failure: log what
-        happens instead (``fallback``), mark the node down if it is unreachable, return None."""
+    def _ask(self, target: str, service: str, method: str, request: Any, fallback: str, deadline: Deadline) -> Any | None:
+        """Call another node (within ``deadline``); its reply's queue state updates the view.
+        On failure: log what happens instead (``fallback``), mark the node down if it is
+        unreachable, return None."""
+        timeout = min(self.config.policy.offload_timeout_s, deadline.remaining())
         try:
-            reply = self.peers[target].call(service, method, request, timeout=self.config.policy.offload_timeout_s)
+            reply = self.peers[target].call(service, method, request, timeout=max(timeout, 0.01))
         except RemoteError as exc:
             metrics.offload(self.name, target, method, ok=False)
             log.warning("%s; %s", exc, fallback)
@@ -182,23 +196,28 @@ class EdgeNode(Node):
         metrics.offload(self.name, target, method, ok=True)
         return reply
 
-    def _offload(self, target: str, image: np.ndarray) -> Outcome:
-        """Infer a frame on another node; on failure, here."""
+    def _offload(self, target: str, image: np.ndarray, deadline: Deadline) -> Outcome:
+        """Infer a frame on another node; on failure, here (the frame holds room here)."""
+        if deadline.expired():
+            raise Expired(f"{self.name}: deadline passed before offloading to {target}")
         chunk, scale, crf = self._send_frame(target, image)
-        reply = self._ask(target, "Inference", "Infer", pb.InferRequest(origin=self.name, chunk=chunk), "inferring here instead")
+        reply = self._ask(target, "Inference", "Infer", pb.InferRequest(origin=self.name, chunk=chunk),
+                          "inferring here instead", deadline)
         if reply is None:
-            return self.infer_local(image).result()
+            return self.infer_local(image, deadline).result(timeout=deadline.remaining())
         h, w = image.shape[:2]
         dets = detections_from_pb(reply.detections[0]).scaled(w / chunk.width, h / chunk.height)
         return Outcome(dets, target, reply.started, reply.finished, reply.model_version, scale, crf)
 
-    def _assist(self, image: np.ndarray, outcome: Outcome) -> Outcome:
+    def _assist(self, image: np.ndarray, outcome: Outcome, deadline: Deadline) -> Outcome:
         """Edge-Cloud-Assisted: re-infer the edge's unsure regions with the cloud, merge."""
         policy = self.policy
         assert isinstance(policy, EdgeCloudAssisted)
         dets = outcome.detections
         sure = dets[dets.scores >= policy.confidence]
         unsure = dets[(dets.scores >= policy.region_floor) & (dets.scores < policy.confidence)]
+        if deadline.expired():  # nobody would wait for the cloud's answer: the edge's own result stands
+            return outcome
         if not len(unsure):
             return Outcome(sure, outcome.where, outcome.started, outcome.finished, outcome.model_version)
         rects = regions_of(unsure, image.shape[:2])
@@ -207,7 +226,7 @@ class EdgeNode(Node):
             chunk, scale, crf = self._send_frame(CLOUD, np.ascontiguousarray(image[y1:y2, x1:x2]))
             crops.append(chunk)
         reply = self._ask(CLOUD, "Cloud", "InferRegions", pb.RegionsRequest(origin=self.name, regions=crops),
-                          "keeping the edge's own result")
+                          "keeping the edge's own result", deadline)
         if reply is None:
             return outcome
         parts = [sure]
@@ -241,6 +260,8 @@ class EdgeNode(Node):
         if self.drift is None:
             return
         for image, inference in zip(images, inferences, strict=True):
+            if self.validation.offer(image):  # a validation frame is never trained on
+                continue
             frames = self.drift.add(image, inference.detections)
             if frames is None:
                 continue
@@ -264,11 +285,34 @@ class EdgeNode(Node):
             self._round_running.set()
             try:
                 self._round(worker, frames, settings, sessions)
+            except Exception:  # a failed round must not end continuous learning
+                log.exception("%s: retraining round failed; the model in service is kept", self.name)
             finally:
                 self._round_running.clear()
 
+    def _golden(self, frames: list[np.ndarray]) -> list[Detections]:
+        """The cloud's golden detections of ``frames`` (frames of one size share a chunk).
+
+        Raises:
+            RemoteError: the cloud did not answer.
+        """
+        labels: dict[int, Detections] = {}
+        by_size: dict[tuple, list[int]] = {}
+        for i, frame in enumerate(frames):
+            by_size.setdefault(frame.shape, []).append(i)
+        for members in by_size.values():
+            for start in range(0, len(members), 8):  # small calls: the cloud admits each as a whole
+                part = members[start : start + 8]
+                chunk = chunk_to_pb(encode_chunk([frames[i] for i in part], 18))
+                reply = self.peers[CLOUD].call("Inference", "Infer", pb.InferRequest(origin=self.name, chunk=chunk),
+                                               timeout=120.0)
+                for i, found in zip(part, reply.detections, strict=True):
+                    labels[i] = detections_from_pb(found)
+        return [labels[i] for i in range(len(frames))]
+
     def _round(self, worker: Retrainable, frames: list[np.ndarray], settings: RetrainConfig, sessions: sessionmaker) -> None:
-        """One round: drift frames and current weights to the cloud, fine-tuned weights back, swap."""
+        """One round: drift frames and current weights to the cloud, fine-tuned weights back,
+        then :meth:`consider_update`."""
         request = pb.RetrainRequest(
             origin=self.name, frames=[encode_frame(f, crf=18) for f in frames], weights=worker.weights(),
             epochs=settings.epochs, learning_rate=settings.learning_rate, version=worker.version,
@@ -277,16 +321,43 @@ class EdgeNode(Node):
             reply = self.peers[CLOUD].call("Cloud", "Retrain", request, timeout=600.0)
         except RemoteError as exc:
             log.warning("%s; retraining round skipped", exc)
-            metrics.retrained(self.name, ok=False)
+            metrics.retrained(self.name, "failed")
             return
-        worker.load_weights(reply.weights, reply.version)
+        self.consider_update(reply, len(frames), sessions)
+
+    def consider_update(self, reply: pb.RetrainReply, frames: int, sessions: sessionmaker) -> bool:
+        """Check fine-tuned weights on the validation set; swap them in only if F1 does not
+        drop. Recorded in the database either way. Returns whether they were swapped in."""
+        worker, settings = self.worker, self.config.retraining
+        assert isinstance(worker, Retrainable)
+        try:
+            candidate = worker.candidate(reply.weights)
+            checks = self.validation.label(self._golden) if settings.validation_frames else None
+        except (EdgevaError, RemoteError) as exc:
+            log.warning("%s: %s; update not checked, not swapped in", self.name, exc)
+            return False
+        if checks is None:
+            gate = GateResult(True, float("nan"), float("nan"), 0, "not checked (validation_frames: 0)")
+        else:
+            # Frames of different cameras differ in size: the update infers them one at a time, as the worker does.
+            gate = gate_update(worker.infer, lambda frames: [candidate.detect([f])[0] for f in frames], *checks)
+        self._last_version += 1
+        version = self._last_version
         self.rounds += 1
-        metrics.retrained(self.name, ok=True)
-        log.info("%s: serving model version %d (fine-tuned on %d frames, %d objects, loss %.3f -> %.3f, %.1f s)",
-                 self.name, reply.version, len(frames), reply.labelled_objects, reply.loss_before, reply.loss_after, reply.train_s)
-        record_model_update(sessions, self.run_id, self.name, version=reply.version, frames=len(frames),
+        if gate.accepted:
+            worker.swap_in(candidate, version)
+        else:
+            self.refused += 1
+        metrics.retrained(self.name, "swapped" if gate.accepted else "refused")
+        log.info("%s: model version %d %s (fine-tuned on %d frames, %d objects, loss %.3f -> %.3f, %.1f s; %s)",
+                 self.name, version, "swapped in" if gate.accepted else "REFUSED", frames, reply.labelled_objects,
+                 reply.loss_before, reply.loss_after, reply.train_s, gate.reason)
+        record_model_update(sessions, self.run_id, self.name, version=version, frames=frames,
                             objects=reply.labelled_objects, epochs=settings.epochs, loss_before=reply.loss_before,
-                            loss_after=reply.loss_after, train_s=reply.train_s, swapped=time.time())
+                            loss_after=reply.loss_after, train_s=reply.train_s, swapped=time.time(),
+                            accepted=gate.accepted, f1_before=gate.f1_before, f1_after=gate.f1_after,
+                            validation_frames=gate.frames)
+        return gate.accepted
 
 
 def build_edge(config: ClusterConfig, edge_id: int, run_id: str) -> EdgeNode:

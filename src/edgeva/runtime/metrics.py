@@ -16,7 +16,7 @@ from collections.abc import Callable
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
 
 __all__ = [
-    "serve", "frame_read", "frame_recorded", "chunk_sent", "failover", "rpc_retry", "inference_done",
+    "serve", "frame_read", "source_reconnected", "frame_recorded", "chunk_sent", "failover", "rpc_retry", "inference_done",
     "node_frame", "offload", "retrained", "peer_state", "watch_node", "event_published", "event_dropped",
     "METRIC_NAMES",
 ]
@@ -39,6 +39,8 @@ CAMERA_LATENCY = Histogram("edgeva_camera_frame_latency_seconds", "Capture to re
                            "inferred frames", ["camera"], buckets=_LATENCY_BUCKETS)
 CAMERA_FAILOVERS = Counter("edgeva_camera_failovers", "Times a camera moved to the next node of its route",
                            ["camera", "to"])
+CAMERA_RECONNECTS = Counter("edgeva_camera_source_reconnects", "Times a live source was reopened (its stream "
+                            "broke, ended or stalled past the watchdog)", ["camera"])
 # -- nodes --------------------------------------------------------------------------------------
 RPC_RETRIES = Counter("edgeva_rpc_retries", "Calls retried after UNAVAILABLE or DEADLINE_EXCEEDED (reconnects)",
                       ["peer", "method"])
@@ -55,7 +57,7 @@ EDGE_OFFLOADS = Counter("edgeva_edge_offloads", "Calls an edge made to another n
                         "(Infer: a frame, InferRegions: unsure regions) and outcome (ok | failed)",
                         ["node", "target", "kind", "outcome"])
 EDGE_RETRAINING = Counter("edgeva_edge_retraining_rounds", "Continuous-learning rounds, by outcome "
-                          "(swapped | failed)", ["node", "outcome"])
+                          "(swapped | refused by the validation gate | failed)", ["node", "outcome"])
 PEER_STATE = Counter("edgeva_peer_transitions", "A peer seen going down or coming back (reconnected)",
                      ["node", "peer", "state"])
 # -- events -------------------------------------------------------------------------------------
@@ -68,7 +70,7 @@ EVENTS_QUEUE = Gauge("edgeva_mqtt_queue_length", "MQTT messages waiting for the 
 METRIC_NAMES = tuple(sorted(
     m._name + ("_total" if isinstance(m, Counter) else "")
     for m in (CAMERA_FRAMES_READ, CAMERA_FRAMES, CAMERA_INFERRED_AT, CAMERA_BYTES, CAMERA_CHUNKS, CAMERA_ENCODE,
-              CAMERA_LATENCY, CAMERA_FAILOVERS, RPC_RETRIES, NODE_INFERENCE, NODE_SERVICE, NODE_FRAMES, NODE_QUEUE,
+              CAMERA_LATENCY, CAMERA_FAILOVERS, CAMERA_RECONNECTS, RPC_RETRIES, NODE_INFERENCE, NODE_SERVICE, NODE_FRAMES, NODE_QUEUE,
               NODE_MODEL_VERSION, EDGE_OFFLOADS, EDGE_RETRAINING, PEER_STATE, EVENTS_PUBLISHED, EVENTS_DROPPED,
               EVENTS_QUEUE)
 ))
@@ -90,8 +92,13 @@ def serve(listen: str, port: int) -> int:
 
 
 # -- hooks (one call at each point in the runtime) ----------------------------------------------
-def frame_read(camera: int) -> None:
-    CAMERA_FRAMES_READ.labels(str(camera)).inc()
+def frame_read(camera: int, count: int = 1) -> None:
+    """``count`` frames read (a live source's outage counts the frames it lost as read)."""
+    CAMERA_FRAMES_READ.labels(str(camera)).inc(count)
+
+
+def source_reconnected(camera: int, count: int = 1) -> None:
+    CAMERA_RECONNECTS.labels(str(camera)).inc(count)
 
 
 def frame_recorded(camera: int, state: str, where: str | None, latency_s: float | None) -> None:
@@ -131,8 +138,10 @@ def offload(node: str, target: str, kind: str, ok: bool) -> None:
     EDGE_OFFLOADS.labels(node, target, kind, "ok" if ok else "failed").inc()
 
 
-def retrained(node: str, ok: bool) -> None:
-    EDGE_RETRAINING.labels(node, "swapped" if ok else "failed").inc()
+def retrained(node: str, outcome: str) -> None:
+    """One continuous-learning round: ``swapped`` (passed the validation gate), ``refused``
+    (F1 on the validation set dropped) or ``failed`` (no update came back)."""
+    EDGE_RETRAINING.labels(node, outcome).inc()
 
 
 def peer_state(node: str, peer: str, up: bool) -> None:

@@ -3,7 +3,9 @@ gRPC server (request handler) and the ``Ingest`` / ``Inference`` services.
 
 A node answers a camera's chunk (``Ingest.Submit``) by decoding it and handing every frame
 to :meth:`Node.process`, which the edge overrides with its offloading policy; the reply
-carries one result per frame with the node's time stamps.
+carries one result per frame with the node's time stamps. Requests are admitted as a whole
+or refused as a whole, every piece of work carries the caller's deadline, and a repeated
+``Submit`` of the same frames joins the work already done or running (:mod:`.admission`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass
@@ -20,6 +23,7 @@ import numpy as np
 
 from edgeva.models import Detections
 from edgeva.runtime import metrics
+from edgeva.runtime.admission import ADMIT_WAIT_S, Admission, Deadline, FrameLedger, Overloaded
 from edgeva.runtime.config import ClusterConfig, NodeConfig
 from edgeva.runtime.rpc import add_service, make_server, pb
 from edgeva.runtime.wire import BadMessage, decode_frames, detections_to_pb
@@ -60,8 +64,11 @@ class Node:
     def __init__(self, config: ClusterConfig, node: NodeConfig, name: str, worker: InferenceWorker):
         self.config, self.node, self.name = config, node, name
         self.worker = worker
+        # Admitted frames never exceed the queue's bound, so queueing an admitted frame never blocks.
+        self.admission = Admission(node.queue_size, name)
         self.queue = InferenceQueue(worker, queue_size=node.queue_size, delay_factor=node.delay_factor,
                                     fps_cap=node.fps_cap, name=name)
+        self.ledger = FrameLedger(keep=max(1024, 16 * node.queue_size))
         self.server: grpc.Server | None = None
         self.port = 0
         self.stopping = threading.Event()  # background loops end when set
@@ -103,8 +110,17 @@ class Node:
         self.stopped.wait()
 
     # -- inference --------------------------------------------------------------------------
-    def infer_local(self, image: np.ndarray) -> Future:
-        """Queue a frame on this node's own worker; resolves to an :class:`Outcome`."""
+    def admit(self, frames: int, deadline: Deadline) -> Callable[[], None]:
+        """Room for ``frames`` frames (see :class:`~.admission.Admission`); returns ``release``.
+
+        Raises:
+            Overloaded: refused as a whole.
+        """
+        return self.admission.admit(frames, min(ADMIT_WAIT_S, deadline.remaining()))
+
+    def infer_local(self, image: np.ndarray, deadline: Deadline | None = None) -> Future:
+        """Queue a frame on this node's own worker; resolves to an :class:`Outcome` (or fails
+        with ``Expired`` if ``deadline`` passes before it starts)."""
         out: Future = Future()
 
         def done(inference: Future) -> None:
@@ -116,47 +132,88 @@ class Node:
             self.on_inferred([image], [result])
             out.set_result(Outcome.local(result, self.name))
 
-        self.queue.submit(image, timeout=self.config.policy.offload_timeout_s).add_done_callback(done)
+        self.queue.submit(image, timeout=self.config.policy.offload_timeout_s, deadline=deadline).add_done_callback(done)
         return out
 
-    def process(self, image: np.ndarray) -> Future:
+    def process(self, image: np.ndarray, deadline: Deadline | None = None) -> Future:
         """Where a camera's frame goes; the base node infers everything itself."""
-        return self.infer_local(image)
+        return self.infer_local(image, deadline)
 
     def status(self) -> pb.NodeStatus:
         return pb.NodeStatus(node=self.name, queue_length=len(self.queue), service_s=self.queue.service_s,
                              model_version=self.worker.version, time=time.time())
 
     # -- handlers -----------------------------------------------------------------------------
+    def _decode(self, chunk: pb.Chunk) -> list[np.ndarray]:
+        return decode_frames(chunk, max_pixels=self.config.security.max_chunk_pixels)
+
     def submit(self, request: pb.ChunkRequest, context: grpc.ServicerContext) -> pb.ChunkReply:
-        """A camera's chunk: every frame placed by :meth:`process`, answered together."""
+        """A camera's chunk: every frame placed by :meth:`process`, answered together.
+
+        Frames this node already answered or is working on for the same (run, camera) are
+        joined, not queued again; the rest are admitted together or the call is refused
+        (``RESOURCE_EXHAUSTED``) with nothing queued. The reply leaves just before the call's
+        deadline at the latest (so the caller gets it): frames not answered by then are
+        answered dropped, and their work is skipped if it has not started; a frame that
+        fails is answered dropped too, with the reason.
+        """
         received = time.time()
         if len(request.frames) != request.chunk.frame_count or len(request.captured) != len(request.frames):
             raise BadMessage(f"chunk of {request.chunk.frame_count} frames lists {len(request.frames)} "
                              f"indices and {len(request.captured)} capture times")
-        images = decode_frames(request.chunk)
-        futures = [self.process(image) for image in images]
-        remaining = context.time_remaining()
-        wait_futures(futures, timeout=remaining)
-        results = []
-        for index, future in zip(request.frames, futures, strict=True):
-            result = pb.FrameResult(frame=index, received=received)
-            try:
-                outcome: Outcome = future.result(timeout=0)
-            except Exception as exc:  # the frame's own failure, e.g. a full queue: dropped, with why
-                result.dropped = f"{self.name}: {type(exc).__name__}: {exc}"[:300]
-            else:
-                result.where, result.started, result.finished = outcome.where, outcome.started, outcome.finished
-                result.model_version, result.scale, result.crf = outcome.model_version, outcome.scale, outcome.crf
-                result.detections.CopyFrom(detections_to_pb(outcome.detections))
+        if len(set(request.frames)) != len(request.frames):
+            raise BadMessage(f"chunk lists frame indices more than once: {list(request.frames)}")
+        deadline = Deadline.within(context.time_remaining()).answer_by()
+        # A frame is named by its camera's run, index and capture time: a retry re-sends the
+        # same request; a camera restarted under the same run id has new capture times.
+        keys = [(request.run, request.camera, int(f), t) for f, t in zip(request.frames, request.captured, strict=True)]
+        futures, fresh = self.ledger.claim(keys, deadline)
+        if fresh:
+            self._start(request, [keys[i] for i in fresh], [futures[i] for i in fresh], fresh, deadline)
+        wait_futures(futures, timeout=deadline.remaining())
+        results = [self._result(index, future, received) for index, future in zip(request.frames, futures, strict=True)]
+        for result in results:
             metrics.node_frame(self.name, result.where or None)
-            results.append(result)
         return pb.ChunkReply(results=results)
 
+    def _start(self, request: pb.ChunkRequest, keys: list[tuple], outs: list[Future], positions: list[int],
+               deadline: Deadline) -> None:
+        """Decode the chunk and start the work of its fresh frames (admitted together)."""
+        try:
+            images = self._decode(request.chunk)
+            release = self.admit(len(keys), deadline)
+        except (BadMessage, Overloaded) as exc:
+            self.ledger.abandon(keys, exc)
+            raise
+        for key, out, position in zip(keys, outs, positions, strict=True):
+            try:
+                work = self.process(images[position], self.ledger.deadline(key))
+            except Exception as exc:  # placing the frame failed: it is answered dropped
+                work = Future()
+                work.set_exception(exc)
+            work.add_done_callback(lambda done, out=out: _settle(out, done, release))
+
+    def _result(self, index: int, future: Future, received: float) -> pb.FrameResult:
+        result = pb.FrameResult(frame=index, received=received)
+        if not future.done():
+            result.dropped = f"{self.name}: no answer before the call's deadline"
+            return result
+        try:
+            outcome: Outcome = future.result(timeout=0)
+        except Exception as exc:  # the frame's own failure: dropped, with why
+            result.dropped = f"{self.name}: {type(exc).__name__}: {exc}"[:300]
+            return result
+        result.where, result.started, result.finished = outcome.where, outcome.started, outcome.finished
+        result.model_version, result.scale, result.crf = outcome.model_version, outcome.scale, outcome.crf
+        result.detections.CopyFrom(detections_to_pb(outcome.detections))
+        return result
+
     def infer(self, request: pb.InferRequest, context: grpc.ServicerContext) -> pb.InferReply:
-        """Frames offloaded by an edge: inferred here, answered with this node's queue state."""
-        images = decode_frames(request.chunk)
-        inferences = self.queue.infer_now(images, timeout=context.time_remaining())
+        """Frames offloaded by an edge: admitted as a whole (or refused), inferred here,
+        answered with this node's queue state."""
+        deadline = Deadline.within(context.time_remaining())
+        images = self._decode(request.chunk)
+        inferences = self.infer_admitted(images, deadline)
         self.on_inferred(images, inferences)
         return pb.InferReply(
             detections=[detections_to_pb(i.detections) for i in inferences],
@@ -164,5 +221,29 @@ class Node:
             model_version=inferences[-1].model_version, status=self.status(),
         )
 
+    def infer_admitted(self, images: list[np.ndarray], deadline: Deadline) -> list[Inference]:
+        """Admit ``images`` together, infer them on this node's queue, wait (bounded).
+
+        Raises:
+            Overloaded: refused as a whole; TimeoutError or Expired: not done by ``deadline``.
+        """
+        release = self.admit(len(images), deadline)
+        futures = [self.queue.submit(image, deadline=deadline) for image in images]
+        for future in futures:
+            future.add_done_callback(lambda _: release())
+        return [future.result(timeout=deadline.remaining()) for future in futures]
+
     def on_inferred(self, images: list[np.ndarray], inferences: list[Inference]) -> None:
         """Hook after this node's own worker inferred frames (the edge's drift collector)."""
+
+
+def _settle(out: Future, done: Future, release) -> None:
+    """Copy a frame's result into the ledger's future and give its room back."""
+    release()
+    if out.done():
+        return
+    exc = done.exception()
+    if exc is None:
+        out.set_result(done.result())
+    else:
+        out.set_exception(exc)

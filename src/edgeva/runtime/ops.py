@@ -65,6 +65,14 @@ class CameraOps:
             with self._lock:
                 self.events.frame_read(index, image)
 
+    def frames_lost(self, count: int) -> None:
+        """A live source was down: the ``count`` frames it would have delivered count as read
+        (the camera records them dropped, ``source-lost``)."""
+        metrics.frame_read(self.cam.id, count)
+
+    def reconnected(self, count: int) -> None:
+        metrics.source_reconnected(self.cam.id, count)
+
     def recorded(self, record: FrameRecord) -> None:
         latency = record.t_done - record.t_capture if record.state == "inferred" else None
         metrics.frame_recorded(self.cam.id, record.state, record.where, latency)

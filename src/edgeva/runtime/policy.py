@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from edgeva.runtime.config import PolicyConfig
 
 __all__ = [
-    "NodeState", "ClusterView", "Policy", "POLICIES", "register_policy", "create_policy", "list_policies",
+    "NodeState", "ClusterView", "Policy", "OFFLOAD_POLICIES", "register_policy", "create_policy", "list_policies",
     "EdgeLocal", "EdgeShortest", "ShortestCloudThreshold", "EdgeCloudAssisted", "OffloadQuality", "LEVELS",
 ]
 
@@ -159,13 +159,13 @@ class EdgeCloudAssisted:
 
 
 PolicyFactory = Callable[["PolicyConfig"], Policy]
-POLICIES: Registry[PolicyFactory] = Registry("policy")
-register_policy = POLICIES.register  # @register_policy(name): factory(policy_config) -> Policy
-list_policies = POLICIES.names
+OFFLOAD_POLICIES: Registry[PolicyFactory] = Registry("policy")
+register_policy = OFFLOAD_POLICIES.register  # @register_policy(name): factory(policy_config) -> Policy
+list_policies = OFFLOAD_POLICIES.names
 
 
 def create_policy(config: PolicyConfig) -> Policy:
-    return POLICIES[config.name](config)
+    return OFFLOAD_POLICIES[config.name](config)
 
 
 register_policy("edge-local")(lambda config: EdgeLocal())

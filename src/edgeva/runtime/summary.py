@@ -130,7 +130,9 @@ def summarize(sessions: sessionmaker, run_id: str) -> dict:
         }
         updates = [
             {"node": u.node, "version": u.version, "frames": u.frames, "objects": u.objects, "epochs": u.epochs,
-             "loss_before": u.loss_before, "loss_after": u.loss_after, "train_s": u.train_s}
+             "loss_before": u.loss_before, "loss_after": u.loss_after, "train_s": u.train_s,
+             "accepted": u.accepted, "f1_before": u.f1_before, "f1_after": u.f1_after,
+             "validation_frames": u.validation_frames}
             for u in session.scalars(select(ModelUpdateRow).where(ModelUpdateRow.run_id == run_id)
                                      .order_by(ModelUpdateRow.swapped))
         ]

@@ -23,12 +23,13 @@ from edgeva.video import (
 )
 
 __all__ = [
-    "BadMessage", "MAX_SIDE", "MAX_FRAMES", "detections_to_pb", "detections_from_pb", "chunk_to_pb",
+    "BadMessage", "MAX_SIDE", "MAX_FRAMES", "MAX_CHUNK_PIXELS", "detections_to_pb", "detections_from_pb", "chunk_to_pb",
     "chunk_from_pb", "decode_frames", "encode_frame",
 ]
 
 MAX_SIDE = 4096  # largest frame width or height a node accepts
 MAX_FRAMES = 240  # most frames in one chunk
+MAX_CHUNK_PIXELS = 64_000_000  # most decoded pixels in one chunk unless the config says (security.max_chunk_mpixels)
 
 
 class BadMessage(EdgevaError):
@@ -46,7 +47,13 @@ def detections_from_pb(msg: pb.Detections) -> Detections:
     classes = np.asarray(msg.class_ids, dtype=np.int64)
     if n and (classes.min() < 0 or classes.max() >= len(COCO_NAMES)):
         raise BadMessage(f"detections: class ids outside 0..{len(COCO_NAMES) - 1}")
-    return Detections(np.asarray(msg.boxes, np.float32).reshape(n, 4), np.asarray(msg.scores, np.float32), classes)
+    boxes, scores = np.asarray(msg.boxes, np.float32).reshape(n, 4), np.asarray(msg.scores, np.float32)
+    if not (np.isfinite(boxes).all() and np.isfinite(scores).all()):
+        raise BadMessage("detections: boxes or scores that are not finite numbers")
+    try:
+        return Detections(boxes, scores, classes)
+    except ValueError as exc:
+        raise BadMessage(f"detections: {exc}") from None
 
 
 def chunk_to_pb(chunk: EncodedChunk) -> pb.Chunk:
@@ -74,15 +81,17 @@ def chunk_from_pb(msg: pb.Chunk) -> EncodedChunk:
     return EncodedChunk(msg.codec, msg.width, msg.height, msg.fps or 10.0, 0, msg.frame_count, packets)
 
 
-def decode_frames(msg: pb.Chunk) -> list[np.ndarray]:
-    """RGB frames of a received chunk.
+def decode_frames(msg: pb.Chunk, *, max_pixels: int = MAX_CHUNK_PIXELS) -> list[np.ndarray]:
+    """RGB frames of a received chunk, bounded to ``max_pixels`` decoded pixels in all.
 
     Raises:
-        BadMessage: the chunk fails the checks or does not decode to its frame count.
+        BadMessage: the chunk fails the checks, declares more pixels than allowed, or does
+            not decode to its declared size and frame count (decoding stops at the first
+            frame that breaks them).
     """
     chunk = chunk_from_pb(msg)
     try:
-        return decode_chunk(chunk)
+        return decode_chunk(chunk, max_pixels=max_pixels)
     except CodecError as exc:
         raise BadMessage(str(exc)) from None
 

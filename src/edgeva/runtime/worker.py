@@ -27,6 +27,7 @@ import numpy as np
 from edgeva.models import Detections, Detector
 from edgeva.registry import Registry
 from edgeva.runtime import metrics
+from edgeva.runtime.admission import Deadline, Expired
 
 if TYPE_CHECKING:
     from edgeva.runtime.config import NodeConfig
@@ -56,7 +57,15 @@ class Retrainable(Protocol):
 
     version: int
 
+    def infer(self, images: list[np.ndarray]) -> list[Detections]: ...
+
     def weights(self) -> bytes: ...
+
+    def candidate(self, blob: bytes) -> Detector:
+        """A second model with these weights, not serving yet (to be checked, then swapped in)."""
+        ...
+
+    def swap_in(self, model: Detector, version: int) -> None: ...
 
     def load_weights(self, blob: bytes, version: int) -> None: ...
 
@@ -93,16 +102,32 @@ class DetectorWorker:
         torch.save(self.detector.state_dict(), buffer)
         return buffer.getvalue()
 
-    def load_weights(self, blob: bytes, version: int) -> None:
-        """Build a second model with the new weights, then swap it in (requests keep flowing)."""
+    def candidate(self, blob: bytes) -> Detector:
+        """A second model with the new weights (the serving one is untouched).
+
+        Raises:
+            ModelError: ``blob`` is not a state dict of this model.
+        """
         import torch
 
+        from edgeva.errors import ModelError
         from edgeva.models import create_detector
 
         fresh = create_detector(self.model_name, **self._kwargs)
-        fresh.load_state_dict(torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True))
+        try:
+            fresh.load_state_dict(torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True))
+        except Exception as exc:  # a truncated or foreign blob
+            raise ModelError(f"new {self.model_name} weights do not load ({type(exc).__name__})") from None
         fresh.eval()
-        self.detector, self.version = fresh, version
+        return fresh
+
+    def swap_in(self, model: Detector, version: int) -> None:
+        """Serve ``model`` from the next inference on (requests keep flowing)."""
+        self.detector, self.version = model, version
+
+    def load_weights(self, blob: bytes, version: int) -> None:
+        """Build a second model with the new weights, then swap it in."""
+        self.swap_in(self.candidate(blob), version)
 
 
 WorkerFactory = Callable[["NodeConfig", float], InferenceWorker]
@@ -165,6 +190,7 @@ class InferenceQueue:
         self._lock = threading.Lock()
         self.service_s = 0.0  # smoothed seconds per frame, emulated budget included
         self.served = 0
+        self.expired = 0  # frames skipped because their deadline passed while queued
         self._thread = threading.Thread(target=self._run, name=f"{name}-infer", daemon=True)
         self._stopping = threading.Event()
         self._thread.start()
@@ -174,23 +200,32 @@ class InferenceQueue:
         with self._lock:
             return self._queue.qsize() + self._busy
 
-    def submit(self, image: np.ndarray, *, timeout: float | None = None) -> Future:
-        """Queue a frame; the future resolves to an :class:`Inference`.
+    def submit(self, image: np.ndarray, *, timeout: float | None = None, deadline: Deadline | None = None) -> Future:
+        """Queue a frame; the future resolves to an :class:`Inference`, or fails with
+        :class:`~edgeva.runtime.admission.Expired` if ``deadline`` passes before it starts.
 
         Raises:
             QueueFull: the queue stayed full for ``timeout`` seconds.
         """
         future: Future = Future()
         try:
-            self._queue.put((image, future), timeout=timeout)
+            self._queue.put((image, future, deadline), timeout=timeout)
         except queue.Full:
             raise QueueFull(f"{self.name}: inference queue full ({self._queue.maxsize} frames)") from None
         return future
 
-    def infer_now(self, images: list[np.ndarray], *, timeout: float | None = None) -> list[Inference]:
-        """Queue frames and wait for all of them."""
-        futures = [self.submit(image, timeout=timeout) for image in images]
-        return [f.result(timeout=timeout) for f in futures]
+    def infer_now(self, images: list[np.ndarray], *, timeout: float | None = None,
+                  deadline: Deadline | None = None) -> list[Inference]:
+        """Queue frames and wait for all of them (at most ``timeout`` seconds, or until ``deadline``).
+
+        Raises:
+            TimeoutError: not all answered in time (the rest are skipped once the deadline passes).
+        """
+        if deadline is not None:
+            timeout = deadline.remaining() if timeout is None else min(timeout, deadline.remaining())
+        futures = [self.submit(image, timeout=timeout, deadline=deadline) for image in images]
+        end = None if timeout is None else time.monotonic() + timeout
+        return [f.result(timeout=None if end is None else max(0.0, end - time.monotonic())) for f in futures]
 
     def _budget(self, measured: float) -> float:
         target = measured * self.delay_factor
@@ -201,13 +236,17 @@ class InferenceQueue:
     def _run(self) -> None:
         while not self._stopping.is_set():
             try:
-                image, future = self._queue.get(timeout=0.1)
+                image, future, deadline = self._queue.get(timeout=0.1)
             except queue.Empty:
                 continue
             with self._lock:
                 self._busy = 1
             try:
                 if not future.set_running_or_notify_cancel():
+                    continue
+                if deadline is not None and deadline.expired():  # nobody waits for it any more
+                    self.expired += 1
+                    future.set_exception(Expired(f"{self.name}: deadline passed while queued"))
                     continue
                 started = time.time()
                 t0 = time.perf_counter()
@@ -235,7 +274,7 @@ class InferenceQueue:
         self._thread.join(timeout)
         while True:
             try:
-                _, future = self._queue.get_nowait()
+                _, future, _ = self._queue.get_nowait()
             except queue.Empty:
                 break
             if future.set_running_or_notify_cancel():

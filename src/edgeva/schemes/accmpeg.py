@@ -27,7 +27,7 @@ ACCMPEG_ALPHAS = (0.2, 0.5, 0.8)
 # filter alone, and resolution with a lower frame rate (the uniform baseline's usual winners).
 COMPOSED: tuple[tuple[float, int, str | None], ...] = ((0.75, 1, None), (0.5, 1, None), (1.0, 3, None), (1.0, 1, "pixel"), (0.5, 3, None))
 FILTER_TARGET = 0.95  # per-segment accuracy the composed Reducto filter keeps
-_loaded: dict[tuple[str, int, int], QualitySelector] = {}
+_loaded: dict[str, QualitySelector] = {}
 
 
 def cached_selector(path: str) -> QualitySelector:

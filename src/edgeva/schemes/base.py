@@ -143,20 +143,20 @@ class Scheme(ABC):
         return ", ".join(f"{k}={v}" for k, v in self.config.items()) or "default"
 
 
-SCHEMES: Registry[type[Scheme]] = Registry("streaming scheme")
-list_schemes = SCHEMES.names
+STREAMING_SCHEMES: Registry[type[Scheme]] = Registry("streaming scheme")
+list_schemes = STREAMING_SCHEMES.names
 
 
 def register_scheme(cls: type[Scheme]) -> type[Scheme]:
     """Class decorator: make a scheme available by its ``name``; names are unique."""
-    return SCHEMES.register(cls.name)(cls)
+    return STREAMING_SCHEMES.register(cls.name)(cls)
 
 
 def scheme_class(name: str) -> type[Scheme]:
     from edgeva.errors import ConfigError
 
     try:
-        return SCHEMES[name]
+        return STREAMING_SCHEMES[name]
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import TypeVar
 
 import cv2
 import numpy as np
 
+from edgeva.assets import file_identity
 from edgeva.filtering import FrameFilter
 from edgeva.models import Detections
 from edgeva.net import Exchange
@@ -49,15 +49,13 @@ FPS_DIVISORS = (1, 2, 3)
 SCALES = (1.0, 0.75, 0.5)
 
 
-def load_once(path: str, load: Callable[[str], T], cache: dict[tuple[str, int, int], T]) -> T:
+def load_once(path: str, load: Callable[[str], T], cache: dict[str, T]) -> T:
     """``load(path)``, once per version of the file (a sweep builds one scheme per
     configuration, and the harness checks the checkpoint before any work); a missing file
     goes straight to ``load``, which raises its own one-line error."""
-    try:
-        stat = Path(path).stat()
-    except OSError:
+    key = file_identity(path)
+    if key is None:
         return load(path)
-    key = (str(path), stat.st_mtime_ns, stat.st_size)
     if key not in cache:
         cache[key] = load(path)
     return cache[key]

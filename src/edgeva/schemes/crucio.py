@@ -24,7 +24,7 @@ from edgeva.schemes.common import load_once
 
 __all__ = ["Crucio", "cached_codec", "nearest_keyframe"]
 
-_loaded: dict[tuple[str, int, int], CrucioCodec] = {}
+_loaded: dict[str, CrucioCodec] = {}
 
 
 def cached_codec(path: str) -> CrucioCodec:

@@ -8,7 +8,7 @@ wait for the first one instead of racing to create tables. Databases made by edg
 migrations existed are adopted by the baseline revision (it creates only missing tables).
 A database whose revision is newer than this edgeva's is refused with one error line.
 
-To change the schema: edit the tables, then add a revision next to ``0001_baseline.py``
+To change the schema: edit the tables, then add a revision next to the others in ``migrations/versions``
 (``alembic revision`` with ``script_location`` pointing at ``edgeva/store/migrations``, or
 by hand); ``tests/test_store_migrations.py`` fails while the models and the migrations differ.
 """

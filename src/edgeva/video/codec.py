@@ -328,23 +328,55 @@ def encode_chunk(
     )
 
 
-def decode_chunk(chunk: EncodedChunk, *, threads: int = 1) -> list[np.ndarray]:
+def _align(n: int, to: int = 64) -> int:
+    return -(-n // to) * to
+
+
+def decode_chunk(chunk: EncodedChunk, *, threads: int = 1, max_pixels: int | None = None) -> list[np.ndarray]:
     """Decode an independently decodable chunk into RGB uint8 frames, in display order.
 
+    The chunk's declared size and frame count are held to while decoding: the decoder
+    refuses a picture much larger than declared before allocating it (FFmpeg's
+    ``max_pixels``), and decoding stops at the first frame of another size or the first
+    frame beyond the count, so a small message cannot make the receiver decode a large video.
+
+    Args:
+        chunk: the encoded chunk (its ``width``, ``height`` and ``frame_count`` are the
+            declared ones).
+        threads: decoder threads.
+        max_pixels: refuse a chunk declaring more pixels than this in all (frames x width
+            x height) before decoding anything (None: no bound).
+
     Raises:
-        CodecError: the bytes do not decode into ``chunk.frame_count`` frames.
+        CodecError: too many pixels declared, a frame of another size or beyond the count,
+            or bytes that do not decode into ``chunk.frame_count`` frames.
     """
+    where = f"chunk at frame {chunk.first_frame}"
+    declared = chunk.frame_count * chunk.width * chunk.height
+    if max_pixels is not None and declared > max_pixels:
+        raise CodecError(f"{where}: {chunk.frame_count} frames of {chunk.width}x{chunk.height} are {declared / 1e6:.1f} "
+                         f"million pixels, more than the {max_pixels / 1e6:.1f} million allowed")
     ctx = av.CodecContext.create(CODECS[chunk.codec].decoder, "r")
     ctx.thread_count = threads
+    ctx.options = {"max_pixels": str(_align(chunk.width) * _align(chunk.height))}  # coded sizes round up to blocks
     frames: list[np.ndarray] = []
+
+    def take(decoded: list[av.VideoFrame]) -> None:
+        for f in decoded:
+            if (f.width, f.height) != (chunk.width, chunk.height):
+                raise CodecError(f"{where}: frame {len(frames)} is {f.width}x{f.height}, declared {chunk.width}x{chunk.height}")
+            if len(frames) >= chunk.frame_count:
+                raise CodecError(f"{where}: more than the {chunk.frame_count} frames declared")
+            frames.append(f.to_ndarray(format="rgb24"))
+
     try:
         for packet in chunk.packets:
-            frames += [f.to_ndarray(format="rgb24") for f in ctx.decode(av.Packet(packet.data))]
-        frames += [f.to_ndarray(format="rgb24") for f in ctx.decode(None)]
+            take(ctx.decode(av.Packet(packet.data)))
+        take(ctx.decode(None))
     except av.error.FFmpegError as exc:
-        raise CodecError(f"chunk at frame {chunk.first_frame}: cannot decode ({exc})") from None
+        raise CodecError(f"{where}: cannot decode ({exc})") from None
     if len(frames) != chunk.frame_count:
-        raise CodecError(f"chunk at frame {chunk.first_frame}: decoded {len(frames)} frames, expected {chunk.frame_count}")
+        raise CodecError(f"{where}: decoded {len(frames)} frames, expected {chunk.frame_count}")
     return frames
 
 
