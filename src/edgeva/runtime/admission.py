@@ -3,9 +3,9 @@ every piece of work, and one answer per frame however often a camera asks.
 
 * :class:`Admission`: a node holds at most ``capacity`` frames at a time (queued, being
   inferred, or offloaded and awaited). A request is admitted as a whole or refused as a
-  whole (``Overloaded``, answered ``RESOURCE_EXHAUSTED``) after a short bounded wait, so a
-  refused chunk leaves no frame queued behind it, and an admitted frame always finds room in
-  the node's own queue (even when its offload fails and it comes back home).
+  whole (``Overloaded``, answered ``RESOURCE_EXHAUSTED``) after a short bounded wait (the
+  node's ``admit_wait_s``), so a refused chunk leaves no frame queued behind it, and an
+  admitted frame always finds room in the node's own queue (even when its offload fails and it comes back home).
 * :class:`Deadline`: when the caller stops waiting (its gRPC deadline, bounded by
   ``MAX_CALL_S`` for callers that gave none). A camera's chunk is answered just before it
   (frames not done by then are answered dropped), and work whose deadline has passed is
@@ -24,10 +24,9 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
-__all__ = ["MAX_CALL_S", "ADMIT_WAIT_S", "REPLY_MARGIN_S", "Deadline", "Expired", "Overloaded", "Admission", "FrameLedger"]
+__all__ = ["MAX_CALL_S", "REPLY_MARGIN_S", "Deadline", "Expired", "Overloaded", "Admission", "FrameLedger"]
 
 MAX_CALL_S = 300.0  # a handler called without a deadline waits at most this long
-ADMIT_WAIT_S = 2.0  # a request waits at most this long for room before it is refused
 REPLY_MARGIN_S = 0.5  # a node answers this much before the caller's deadline (the reply must still arrive)
 
 

@@ -210,7 +210,8 @@ class NodeConfig(_Strict):
     threads: int = Field(1, ge=1)  # torch threads for inference
     delay_factor: float = Field(1.0, ge=1.0)  # emulated compute budget: each inference takes this many times longer
     fps_cap: float | None = Field(None, gt=0)  # emulated compute budget: at most this many frames a second
-    queue_size: int = Field(64, ge=1)  # inference queue bound; a full queue blocks the sender
+    queue_size: int = Field(64, ge=1)  # frames held at once; a request that finds no room waits, then is refused
+    admit_wait_s: float = Field(2.0, ge=0)  # how long a request may wait for room before it is refused (0: at once)
     link: LinkConfig = LinkConfig()  # emulated link from other nodes into this one
     metrics_port: int = Field(0, ge=0, le=65535)  # /metrics port when metrics are enabled (0: a free one)
 

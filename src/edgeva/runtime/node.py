@@ -23,7 +23,7 @@ import numpy as np
 
 from edgeva.models import Detections
 from edgeva.runtime import metrics
-from edgeva.runtime.admission import ADMIT_WAIT_S, Admission, Deadline, FrameLedger, Overloaded
+from edgeva.runtime.admission import Admission, Deadline, FrameLedger, Overloaded
 from edgeva.runtime.config import ClusterConfig, NodeConfig
 from edgeva.runtime.rpc import add_service, make_server, pb
 from edgeva.runtime.wire import BadMessage, decode_frames, detections_to_pb
@@ -116,7 +116,7 @@ class Node:
         Raises:
             Overloaded: refused as a whole.
         """
-        return self.admission.admit(frames, min(ADMIT_WAIT_S, deadline.remaining()))
+        return self.admission.admit(frames, min(self.node.admit_wait_s, deadline.remaining()))
 
     def infer_local(self, image: np.ndarray, deadline: Deadline | None = None) -> Future:
         """Queue a frame on this node's own worker; resolves to an :class:`Outcome` (or fails
