@@ -23,6 +23,7 @@ def neuromesh_train(
     frames_per_video: Annotated[int, typer.Option(help="Consecutive frames from the start of each video.")] = 150,
     steps: Annotated[int, typer.Option(help="Optimiser steps.")] = 300,
     mask_ratio: Annotated[float, typer.Option(help="Share of tubelets dropped in training, in (0, 1).")] = 0.8,
+    sampler_lr_scale: Annotated[float, typer.Option(help="The sampler's learning rate as a multiple of the MAE's.")] = 10.0,
     seed: Annotated[int, typer.Option(help="Random seed (training is deterministic for a seed).")] = 0,
 ) -> None:
     """Train the MAE + sampler (best state on held-out frames)."""
@@ -33,7 +34,7 @@ def neuromesh_train(
         raise EdgevaError(f"{out}: cannot write (folder {out.parent} does not exist)")
     names = [v for spec in videos for v in spec.split(",") if v]
     cfg = NeuroMeshTrainConfig(videos=names, frames_per_video=frames_per_video, steps=steps, mask_ratio=mask_ratio, seed=seed,
-                               log=lambda m: console.print(m, markup=False))
+                               sampler_lr_scale=sampler_lr_scale, log=lambda m: console.print(m, markup=False))
     start = time.perf_counter()
     with progress() as bar:
         codec = train_mae(cfg, on_stage=stage_bars(bar))

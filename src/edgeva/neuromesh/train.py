@@ -54,6 +54,8 @@ class NeuroMeshTrainConfig:
         if not self.videos:
             raise ConfigError("neuromesh training needs at least one video")
         check_mask_ratio(self.mask_ratio)
+        if not self.sampler_lr_scale > 0:
+            raise ConfigError(f"sampler_lr_scale={self.sampler_lr_scale}: must be positive")
         if self.steps < 1 or self.batch < 1:
             raise ConfigError(f"steps={self.steps}, batch={self.batch}: both must be at least 1")
         if self.crop_width % self.spec.patch or not 0 < self.crop_width <= self.spec.frame_width:
