@@ -13,6 +13,7 @@ from edgeva.cli import core as _core  # noqa: E402,F401  (info, detect, encode, 
 from edgeva.cli import crucio as _crucio  # noqa: E402,F401  (crucio train)
 from edgeva.cli import demo as _demo  # noqa: E402,F401  (demo)
 from edgeva.cli import evaluation as _evaluation  # noqa: E402,F401  (eval, runs)
+from edgeva.cli import neuromesh as _neuromesh  # noqa: E402,F401  (neuromesh train)
 from edgeva.cli import ops as _ops  # noqa: E402,F401  (dashboard, migrate)
 from edgeva.cli import runtime as _runtime  # noqa: E402,F401  (cloud, edge, camera, cluster, results, bench policies)
 from edgeva.cli.app import app, console, err_console

@@ -57,6 +57,20 @@ def bench_models_cmd(
     print_rows("detector latency (median of runs, batch 1)", bench_models(iterations=iterations), json_out)
 
 
+@bench_app.command("neuromesh")
+def bench_neuromesh_cmd(
+    mae: Annotated[Path, typer.Option(help="NeuroMesh MAE checkpoint (`edgeva neuromesh train`).")],
+    mask_ratio: Annotated[float, typer.Option(help="Share of tubelets dropped.")] = 0.7,
+    json_out: JsonOpt = None,
+) -> None:
+    """NeuroMesh ms per frame at 1280x720 on one thread: camera sampler and encoding, server reconstruction."""
+    from edgeva.bench.neuromesh import bench_neuromesh
+    from edgeva.neuromesh import check_mask_ratio
+
+    rows = bench_neuromesh(str(mae), mask_ratio=check_mask_ratio(mask_ratio))
+    print_rows(f"NeuroMesh at 1280x720, 1 thread, 10-frame chunks, mask ratio {mask_ratio}", rows, json_out)
+
+
 @bench_app.command("oracle")
 def bench_oracle_cmd(
     videos: Annotated[str, typer.Option(help="Comma-separated videos.")] = "bottle-detection,store-aisle-detection,people-detection,fruit-and-vegetable-detection",

@@ -35,6 +35,7 @@ def eval_cmd(
     model: Annotated[str, typer.Option(help="Final DNN on the server.")] = "yolox-nano",
     selector: Annotated[Path | None, typer.Option(help="AccMPEG selector checkpoint.")] = None,
     crucio: Annotated[Path | None, typer.Option(help="Crucio codec checkpoint (`edgeva crucio train`).")] = None,
+    mae: Annotated[Path | None, typer.Option(help="NeuroMesh MAE checkpoint (`edgeva neuromesh train`).")] = None,
     frames: Annotated[int | None, typer.Option(help="Frames per video (from the start).")] = None,
     target_f1: Annotated[float, typer.Option(help="Accuracy target for picking each scheme's cheapest configuration.")] = 0.9,
     link_mbps: Annotated[float, typer.Option(help="Uplink bandwidth shared by all streams.")] = 2.5,
@@ -58,7 +59,7 @@ def eval_cmd(
     except ValueError as exc:
         raise ConfigError(f"link: {exc}") from None
     cfg = EvalConfig(
-        videos=_split(videos), schemes=_split([schemes]), model=model, checkpoints={k: str(p) for k, p in (("selector", selector), ("crucio", crucio)) if p}, frames=frames,
+        videos=_split(videos), schemes=_split([schemes]), model=model, checkpoints={k: str(p) for k, p in (("selector", selector), ("crucio", crucio), ("mae", mae)) if p}, frames=frames,
         chunk=chunk, target_f1=target_f1, link=link, sweep=not no_sweep, use_cache=not no_cache,
         profile_videos=_split([profile_videos]) if profile_videos else None,
     )
