@@ -340,6 +340,8 @@ class CameraAgent:
         """
         stop = stop or threading.Event()
         cam, database = self.cam, self.config.database
+        if cam.start_after_s and stop.wait(cam.start_after_s):
+            return self.stats  # stopped before it started: nothing read, nothing to record
         source = self._open_source(stop)
         try:
             self._check_chunk_size(source.info.width, source.info.height)

@@ -341,6 +341,7 @@ class CameraConfig(_Strict):
     live: bool | None = None  # reconnect when the source breaks, recording the gap (default: for RTSP/HTTP/... URLs)
     watchdog_s: float = Field(5.0, gt=0)  # live source: no frame for this long -> reopen it
     source_backoff_s: float = Field(0.5, gt=0)  # live source: first wait before reconnecting; doubles up to 10 s
+    start_after_s: float = Field(0.0, ge=0)  # wait this long after the camera starts before opening its source (a late camera)
 
     @property
     def name(self) -> str:
