@@ -10,6 +10,7 @@ balancer moves load.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -120,3 +121,19 @@ def plot_balancers(rows: list[dict], path: Path) -> Path:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def record_load_trace(config: ClusterConfig, out: Path, *, interval_s: float = 0.25) -> dict:
+    """Run ``config`` once and write each edge's load (seconds of queued work) every ``interval_s``.
+
+    The file (JSON: ``interval_s``, ``loads`` by edge name) is what the predictors are compared on.
+    """
+    config = resolve_ports(config)
+    with _Monitor(config, interval_s) as monitor:
+        run_cluster(config, run_id=f"trace-{time.strftime('%Y%m%d-%H%M%S')}", log_dir=out.parent / "trace-logs",
+                    evaluate=False)
+    names = [e.name for e in config.edges]
+    data = {"interval_s": interval_s, "loads": {n: [round(s["loads"][i], 4) for s in monitor.samples]
+                                                for i, n in enumerate(names)}}
+    out.write_text(json.dumps(data))
+    return data
