@@ -1,5 +1,6 @@
-"""Load predictors on a load trace recorded from a real cluster run (a queue that builds up
-on the slowest edge, then drains): the GRU beats the last value."""
+"""Load predictors on a load trace recorded from a real cluster run (a queue that builds up on
+a slow edge, then drains; the mean load of each 0.5 s interval): the GRU, trained on the
+first half, beats the last value on the second."""
 
 from __future__ import annotations
 
@@ -29,7 +30,9 @@ def test_recorded_trace_has_a_trend():
     trace = _trace()
     assert len(trace) >= 40
     peak = trace.index(max(trace))
-    assert max(trace) > 4 * (trace[0] + 0.1) and 5 <= peak <= len(trace) - 5  # builds up, then drains
+    assert max(trace) > 4 * (trace[0] + 0.1) and 3 <= peak <= len(trace) - 20  # builds up, then drains
+    tail = trace[len(trace) // 2:]
+    assert tail[-1] < tail[0] / 4  # the half predicted: a drain
 
 
 def test_gru_beats_last_value_on_the_recorded_trace():

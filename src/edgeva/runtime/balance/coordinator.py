@@ -91,7 +91,6 @@ class CameraBalancer:
     def _predict(self, name: str) -> float:
         history = self.history[name]
         if isinstance(self.predictor, GruPredictor) and len(history) >= GRU_REFIT and len(history) % GRU_REFIT == 0:
-            self.predictor.epochs = 100
             self.predictor.fit([v for h in self.history.values() for v in h[-4 * GRU_REFIT:]])
         return max(0.0, self.predictor.predict(history))
 

@@ -5,7 +5,7 @@ first) and predicts the next interval's load, so the optimizer can act before a 
 
 * ``last``: the last value.
 * ``ema``: an exponential moving average (``alpha``).
-* ``gru``: a tiny GRU (one layer, 16 units) over the last ``window`` values, trained on a
+* ``gru``: a tiny GRU (one layer, 16 units) over the last ``window`` (4) values, trained on a
   recorded trace to predict the next value's change, in units of the trace's scale.
   Training is deterministic (seeded, one thread) and takes a few seconds on a CPU.
 """
@@ -59,7 +59,7 @@ class GruPredictor(Predictor):
 
     name = "gru"
 
-    def __init__(self, window: int = 8, hidden: int = 16, epochs: int = 300, seed: int = 0):
+    def __init__(self, window: int = 4, hidden: int = 16, epochs: int = 100, seed: int = 0):
         self.window, self.hidden, self.epochs, self.seed = window, hidden, epochs, seed
         self.model = None
         self.scale = 1.0
