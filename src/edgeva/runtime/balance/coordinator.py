@@ -65,8 +65,10 @@ class CameraBalancer:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop and wait for the loop: a step still polling or fitting must end before the peers close."""
         self._stop.set()
-        self._thread.join(timeout=5)
+        if self._thread.is_alive():
+            self._thread.join()
 
     def _loop(self) -> None:
         interval = self.section.interval_s
