@@ -242,3 +242,22 @@ def bench_balancers_cmd(
     print_rows("balancers (all cameras together)", [{c: r[c] for c in columns} for r in rows])
     console.print(f"imbalance and latency over time: {plot_balancers(rows, logs / 'balancers.png')}")
     write_json(json_out, rows)
+
+
+@bench_app.command("multiview")
+def bench_multiview_cmd(
+    video: Annotated[str, typer.Option(help="Sample video (or file) the two emulated views are cropped from.")] = "car-detection",
+    frames: Annotated[int, typer.Option(min=1, help="Frames of the video.")] = 20,
+    overlap: Annotated[int, typer.Option(min=2, help="Columns the two views share.")] = 192,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the row as JSON.")] = None,
+) -> None:
+    """Multi-view propagation on two EMULATED overlapping views (crops of one video): bytes and
+    pixels inferred saved, and each view's F1 against YOLOX-Nano on its original frames."""
+    import torch
+
+    from edgeva.bench.multiview import bench_multiview
+
+    _logging(verbose=False)
+    torch.set_num_threads(1)
+    row = bench_multiview(video, frames, overlap)
+    print_rows("multi-view propagation (emulated views: crops of one video)", [row], json_out)
