@@ -6,9 +6,10 @@ seconds per frame, which the edges already serve), turns them into loads (second
 queued: L_i = queue length x seconds per frame), predicts the next interval's load with
 the configured predictor, and runs the balancer on the predicted loads. If the plan moves
 load off the camera's current edge, and moving this camera's own expected work (its
-content complexity, frames per second, times each edge's seconds per frame) lowers the
-imbalance by at least ``min_gain`` and shortens its own wait, the camera sends its *next*
-chunks to the plan's target. Chunks already sent stay where they are and are answered and
+content complexity, frames per second, times each edge's seconds per frame) to one of the
+plan's targets lowers the imbalance by at least ``min_gain``, shortens its own wait, and
+the target could keep up with this camera alone (or is faster than its current edge), the
+camera sends its *next* chunks to that target. Chunks already sent stay where they are and are answered and
 recorded as before (the camera owns its frames' records), so every frame is still
 accounted for.
 
@@ -96,6 +97,18 @@ class CameraBalancer:
             self.predictor.fit([v for h in self.history.values() for v in h[-4 * GRU_REFIT:]])
         return max(0.0, self.predictor.predict(history))
 
+    def _worth_moving(self, loads: np.ndarray, service: np.ndarray, src: int, dst: int, per_s: float) -> bool:
+        """Moving this camera's next interval of work from ``src`` to ``dst`` lowers I enough,
+        leaves ``dst`` less loaded than ``src`` was, and ``dst`` could keep up with this camera
+        alone (or is at least faster than ``src``)."""
+        work = per_s * self.section.interval_s
+        trial = loads.copy()
+        trial[src] = max(0.0, trial[src] - work * service[src])
+        trial[dst] += work * service[dst]
+        gain = imbalance(loads, self.capacities) - imbalance(trial, self.capacities)
+        keeps_up = per_s * service[dst] <= 1.0 or service[dst] < service[src]
+        return gain >= self.section.min_gain and trial[dst] < loads[src] and keeps_up
+
     def step(self, tick: int) -> str | None:
         """One balancing interval; returns the edge the camera moved to, if it moved."""
         polled = self._poll()
@@ -107,19 +120,14 @@ class CameraBalancer:
             return None  # failed over to the cloud: not the balancer's to undo
         src = self.edges.index(current)
         plan = self.balancer.plan(loads, self.capacities)
-        targets = [m.target for m in plan.moves if m.source == src]
-        if not targets:
-            return None
-        dst = targets[0]
-        rate = self.estimator.load() * self.section.interval_s  # frames this camera sends next interval
-        trial = loads.copy()
-        trial[src] = max(0.0, trial[src] - rate * service[src])
-        trial[dst] += rate * service[dst]
-        gain = imbalance(loads, self.capacities) - imbalance(trial, self.capacities)
-        if gain < self.section.min_gain or trial[dst] >= loads[src]:
+        per_s = self.estimator.load()  # frames this camera sends per second
+        for dst in dict.fromkeys(m.target for m in plan.moves if m.source == src):
+            if self._worth_moving(loads, service, src, dst, per_s):
+                break
+        else:
             return None
         self.camera.retarget(self.edges[dst])
         self.moves.append((time.time(), current, self.edges[dst]))
-        log.info("%s: balancer %s moves its next chunks %s -> %s (I %.2f -> %.2f)", self.camera.cam.name,
-                 self.balancer.name, current, self.edges[dst], plan.before, plan.before - gain)
+        log.info("%s: balancer %s moves its next chunks %s -> %s (plan: I %.2f -> %.2f)", self.camera.cam.name,
+                 self.balancer.name, current, self.edges[dst], plan.before, plan.after)
         return self.edges[dst]
