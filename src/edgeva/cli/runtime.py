@@ -216,3 +216,48 @@ def bench_faults_cmd(
     broken = [r["fault"] for r in rows if r["unaccounted"] or not r["injected"]]
     if broken:
         raise EdgevaError(f"bench faults: frames unaccounted for, or fault not injected, in {', '.join(broken)}")
+
+
+@bench_app.command("balancers")
+def bench_balancers_cmd(
+    config: ConfigOpt = "balancers",
+    balancers: Annotated[list[str] | None, typer.Option("--balancer", help="Balancers to compare (repeat; default: none, distream, neuromesh).")] = None,
+    logs: Annotated[Path, typer.Option(help="Folder for logs, the benchmark's database and the plot.")] = Path("runs/bench-balancers"),
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write one object per balancer as JSON.")] = None,
+) -> None:
+    """Run one scenario (heterogeneous edges, busy/idle/late cameras) under each balancer; print
+    throughput, latency, F1 and the mean imbalance; plot imbalance and latency over time (PNG)."""
+    from edgeva.bench.balancers import bench_balancers, plot_balancers
+    from edgeva.runtime.balance.optimizer import BALANCERS
+
+    _logging(verbose=False)
+    for name in balancers or []:
+        try:
+            BALANCERS.check(name)
+        except ValueError as exc:
+            raise EdgevaError(f"--balancer: {exc}") from None
+    rows = bench_balancers(_load(config), balancers=balancers, out_dir=logs, progress=_progress)
+    columns = ("balancer", "throughput_fps", "latency_mean_ms", "latency_p95_ms", "f1", "frames_read", "frames_accounted",
+               "dropped", "imbalance_mean")
+    print_rows("balancers (all cameras together)", [{c: r[c] for c in columns} for r in rows])
+    console.print(f"imbalance and latency over time: {plot_balancers(rows, logs / 'balancers.png')}")
+    write_json(json_out, rows)
+
+
+@bench_app.command("multiview")
+def bench_multiview_cmd(
+    video: Annotated[str, typer.Option(help="Sample video (or file) the two emulated views are cropped from.")] = "car-detection",
+    frames: Annotated[int, typer.Option(min=1, help="Frames of the video.")] = 20,
+    overlap: Annotated[int, typer.Option(min=2, help="Columns the two views share.")] = 192,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the row as JSON.")] = None,
+) -> None:
+    """Multi-view propagation on two EMULATED overlapping views (crops of one video): bytes and
+    pixels inferred saved, and each view's F1 against YOLOX-Nano on its original frames."""
+    import torch
+
+    from edgeva.bench.multiview import bench_multiview
+
+    _logging(verbose=False)
+    torch.set_num_threads(1)
+    row = bench_multiview(video, frames, overlap)
+    print_rows("multi-view propagation (emulated views: crops of one video)", [row], json_out)

@@ -42,6 +42,7 @@ from edgeva import assets
 from edgeva.backoff import Backoff
 from edgeva.errors import ConfigError, EdgevaError
 from edgeva.filtering import FrameFilter
+from edgeva.runtime.balance.coordinator import CameraBalancer
 from edgeva.runtime.config import ClusterConfig
 from edgeva.runtime.encoding import create_scheme
 from edgeva.runtime.ops import CameraOps
@@ -104,6 +105,16 @@ class CameraAgent:
         self.stats = CameraStats(camera_id)
         self._stats_lock = threading.Lock()
         self.ops = CameraOps(config, camera_id)  # /metrics and MQTT object events (ops.py)
+        self.balancer = CameraBalancer(config, self) if config.balancer.name != "none" else None
+
+    def current_node(self) -> str:
+        with self._route_lock:
+            return self.route[self._current]
+
+    def retarget(self, name: str) -> None:
+        """Send the next chunks to ``name`` (the balancer's decision); chunks in flight stay put."""
+        with self._route_lock:
+            self._current = self.route.index(name)
 
     # -- delivery ----------------------------------------------------------------------------
     def connect(self, timeout: float) -> str:
@@ -194,6 +205,8 @@ class CameraAgent:
             except BadMessage as exc:
                 self._record(FrameRecord(self.cam.id, index, "dropped", captured, done, reason=f"bad reply: {exc}"))
                 continue
+            if self.balancer is not None:
+                self.balancer.estimator.result(len(detections))
             self._record(FrameRecord(
                 self.cam.id, index, "inferred", captured, done, where=result.where, detections=detections,
                 model_version=result.model_version, nbytes=share, scale=result.scale or None, crf=result.crf or None,
@@ -293,7 +306,10 @@ class CameraAgent:
                 if pending.indices and time.monotonic() - pending.opened >= cam.encoding.max_chunk_wait_s:
                     send(pending)  # a partial chunk waits at most max_chunk_wait_s, even while frames are filtered
                     pending = _Pending()
-                if self.filter is not None and not self.filter.check(frame.image):  # never the first frame
+                sent = self.filter is None or self.filter.check(frame.image)  # the filter never drops the first frame
+                if self.balancer is not None:
+                    self.balancer.estimator.frame(sent)
+                if not sent:
                     self._record(FrameRecord(cam.id, frame.index, "reused", captured, time.time(), reuses=last_sent))
                     continue
                 last_sent = frame.index
@@ -324,6 +340,8 @@ class CameraAgent:
         """
         stop = stop or threading.Event()
         cam, database = self.cam, self.config.database
+        if cam.start_after_s and stop.wait(cam.start_after_s):
+            return self.stats  # stopped before it started: nothing read, nothing to record
         source = self._open_source(stop)
         try:
             self._check_chunk_size(source.info.width, source.info.height)
@@ -343,9 +361,13 @@ class CameraAgent:
         slots = threading.BoundedSemaphore(cam.max_inflight)
         pool = ThreadPoolExecutor(cam.max_inflight, thread_name_prefix=f"{cam.name}-send")
         status = "failed"
+        if self.balancer is not None:
+            self.balancer.start()
         try:
             status = self._read(source, stop, self._sender(settings, slots, pool), started)
         finally:
+            if self.balancer is not None:
+                self.balancer.stop()
             pool.shutdown(wait=True)
             source.close()
             self.stats.node = self.route[self._current]

@@ -17,7 +17,7 @@ import os
 import socket
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import (
@@ -34,12 +34,15 @@ from edgeva.errors import ConfigError
 from edgeva.filtering import Feature
 from edgeva.net.link import Link
 from edgeva.quality import QUALITY_POLICIES
+from edgeva.runtime.balance.complexity import ESTIMATORS
+from edgeva.runtime.balance.optimizer import BALANCERS
+from edgeva.runtime.balance.predictor import PREDICTORS
 from edgeva.runtime.opsconfig import DashboardConfig, MetricsConfig, MqttConfig
 from edgeva.runtime.policy import OFFLOAD_POLICIES
 from edgeva.runtime.worker import WORKERS
 
 __all__ = [
-    "LinkConfig", "SecurityConfig", "DatabaseConfig", "FilterConfig", "PolicyConfig", "RetrainConfig",
+    "LinkConfig", "SecurityConfig", "BalancerConfig", "DatabaseConfig", "FilterConfig", "PolicyConfig", "RetrainConfig",
     "NodeConfig", "CloudConfig", "EdgeConfig", "EncodingConfig", "CameraConfig", "ClusterConfig",
     "load_config", "resolve_config_path", "redact_url", "is_loopback", "host_port", "CLOUD", "MAX_EPOCHS", "MAX_LEARNING_RATE",
 ]
@@ -182,6 +185,35 @@ class PolicyConfig(_Strict):
         return self
 
 
+class BalancerConfig(_Strict):
+    """NeuroMesh's workload optimizer (docs/balancing.md); `none` keeps every camera on its home edge."""
+
+    name: str = "none"  # neuromesh | distream | none (edgeva.runtime.balance registry)
+    interval_s: float = Field(0.5, gt=0)  # edges report load and the balancer decides this often
+    predictor: str = "last"  # next-interval load predictor: last | ema | gru
+    estimator: str = "filter-objects"  # camera content complexity (edgeva.runtime.balance.complexity registry)
+    capacities: dict[str, Annotated[float, Field(gt=0)]] | None = None  # C_i by edge name; default: 1 / delay_factor
+    patience: int = Field(2, ge=1)  # neuromesh: stop after this many iterations that do not lower I
+    unit: float = Field(2.0, gt=0)  # distream: load units moved per step
+    target: float = Field(0.3, ge=0)  # distream: stop once I <= this
+    min_gain: float = Field(0.05, ge=0)  # move a camera only when it lowers I by at least this
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        return BALANCERS.check(name)
+
+    @field_validator("predictor")
+    @classmethod
+    def _known_predictor(cls, name: str) -> str:
+        return PREDICTORS.check(name)
+
+    @field_validator("estimator")
+    @classmethod
+    def _known_estimator(cls, name: str) -> str:
+        return ESTIMATORS.check(name)
+
+
 class RetrainConfig(_Strict):
     enabled: bool = False  # collect drift frames and fine-tune the edge model
     window: int = Field(100, ge=2)  # locally inferred frames per collection window
@@ -309,6 +341,7 @@ class CameraConfig(_Strict):
     live: bool | None = None  # reconnect when the source breaks, recording the gap (default: for RTSP/HTTP/... URLs)
     watchdog_s: float = Field(5.0, gt=0)  # live source: no frame for this long -> reopen it
     source_backoff_s: float = Field(0.5, gt=0)  # live source: first wait before reconnecting; doubles up to 10 s
+    start_after_s: float = Field(0.0, ge=0)  # wait this long after the camera starts before opening its source (a late camera)
 
     @property
     def name(self) -> str:
@@ -322,6 +355,7 @@ class ClusterConfig(_Strict):
     policy: PolicyConfig = PolicyConfig()
     filter: FilterConfig = FilterConfig()
     retraining: RetrainConfig = RetrainConfig()
+    balancer: BalancerConfig = BalancerConfig()  # moves cameras between edges (docs/balancing.md)
     cloud: CloudConfig = CloudConfig()
     edges: list[EdgeConfig] = Field(min_length=1)
     cameras: list[CameraConfig] = Field(default_factory=list)
@@ -342,6 +376,9 @@ class ClusterConfig(_Strict):
                 if edge.model != "fastestdet":
                     raise ValueError(f"edges[{i}].model: retraining fine-tunes fastestdet, not {edge.model!r}")
         self._listen_safely()
+        for name in self.balancer.capacities or {}:
+            if name not in {e.name for e in self.edges}:
+                raise ValueError(f"balancer.capacities.{name}: no such edge (edges: {', '.join(e.name for e in self.edges)})")
         nodes = {e.name for e in self.edges} | {CLOUD}
         for i, cam in enumerate(self.cameras):
             if cam.edge not in edge_ids:

@@ -1,0 +1,133 @@
+"""The balancer inside a running cluster: a camera decides which edge its next chunks go to.
+
+Least invasive wiring: no new service and no new message. Every ``interval_s`` a camera
+with a balancer polls the edges of its route (``Inference.Status``: queue length and
+seconds per frame, which the edges already serve), turns them into loads (seconds of work
+queued: L_i = queue length x seconds per frame), predicts the next interval's load with
+the configured predictor, and runs the balancer on the predicted loads. If the plan moves
+load off the camera's current edge, and moving this camera's own expected work (its
+content complexity, frames per second, times each edge's seconds per frame) to one of the
+plan's targets lowers the imbalance by at least ``min_gain``, shortens its own wait, and
+the target could keep up with this camera alone (or is faster than its current edge), the
+camera sends its *next* chunks to that target. Chunks already sent stay where they are and are answered and
+recorded as before (the camera owns its frames' records), so every frame is still
+accounted for.
+
+Cameras act in turns (camera k on the intervals whose number is k modulo the number of
+cameras, on the wall clock) so that two cameras do not both jump onto the same idle edge.
+
+Because L_i is measured in seconds of work, it already reflects each edge's speed; the
+capacities C_i default to equal (w_i = 1) and are there for loads given in frames.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+
+import numpy as np
+
+from edgeva.runtime.balance.complexity import create_estimator
+from edgeva.runtime.balance.optimizer import create_balancer, imbalance
+from edgeva.runtime.balance.predictor import GruPredictor, create_predictor
+
+__all__ = ["CameraBalancer"]
+
+log = logging.getLogger(__name__)
+GRU_REFIT = 40  # intervals of history between two fits of a gru predictor
+
+
+class CameraBalancer:
+    """One camera's side of the workload optimizer.
+
+    Args:
+        config: the cluster config (its ``balancer`` section is used).
+        camera: the camera agent (its ``route``, ``peers`` and ``retarget``).
+    """
+
+    def __init__(self, config, camera):
+        section = config.balancer
+        self.section, self.camera = section, camera
+        self.edges = [name for name in camera.route if name.startswith("edge-")]
+        self.balancer = create_balancer(section.name, patience=section.patience, unit=section.unit, target=section.target)
+        self.predictor = create_predictor(section.predictor)
+        self.estimator = create_estimator(section.estimator)
+        caps = section.capacities or {}
+        self.capacities = np.array([caps.get(name, 1.0) for name in self.edges])
+        self.turn, self.turns = sorted(c.id for c in config.cameras).index(camera.cam.id), max(1, len(config.cameras))
+        self.history: dict[str, list[float]] = {name: [] for name in self.edges}
+        self.moves: list[tuple[float, str, str]] = []  # (time, from, to)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=f"{camera.cam.name}-balance", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop and wait for the loop: a step still polling or fitting must end before the peers close."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _loop(self) -> None:
+        interval = self.section.interval_s
+        while not self._stop.wait(interval - time.time() % interval):
+            try:
+                self.step(math.floor(time.time() / interval))
+            except Exception:  # balancing is advice: a failed poll or plan keeps the current edge
+                log.exception("%s: balancing step failed", self.camera.cam.name)
+
+    def _poll(self) -> tuple[np.ndarray, np.ndarray] | None:
+        loads, service = [], []
+        for name in self.edges:
+            try:
+                status = self.camera.peers[name].status(timeout=min(1.0, self.section.interval_s))
+            except Exception:
+                return None  # an edge that does not answer is the fail-over's business, not the balancer's
+            service.append(max(status.service_s, 1e-3))
+            self.history[name].append(status.queue_length * service[-1])
+            loads.append(self._predict(name))
+        return np.array(loads), np.array(service)
+
+    def _predict(self, name: str) -> float:
+        history = self.history[name]
+        if isinstance(self.predictor, GruPredictor) and len(history) >= GRU_REFIT and len(history) % GRU_REFIT == 0:
+            self.predictor.fit([v for h in self.history.values() for v in h[-4 * GRU_REFIT:]])
+        return max(0.0, self.predictor.predict(history))
+
+    def _worth_moving(self, loads: np.ndarray, service: np.ndarray, src: int, dst: int, per_s: float) -> bool:
+        """Moving this camera's next interval of work from ``src`` to ``dst`` lowers I enough,
+        leaves ``dst`` less loaded than ``src`` was, and ``dst`` could keep up with this camera
+        alone (or is at least faster than ``src``)."""
+        work = per_s * self.section.interval_s
+        trial = loads.copy()
+        trial[src] = max(0.0, trial[src] - work * service[src])
+        trial[dst] += work * service[dst]
+        gain = imbalance(loads, self.capacities) - imbalance(trial, self.capacities)
+        keeps_up = per_s * service[dst] <= 1.0 or service[dst] < service[src]
+        return gain >= self.section.min_gain and trial[dst] < loads[src] and keeps_up
+
+    def step(self, tick: int) -> str | None:
+        """One balancing interval; returns the edge the camera moved to, if it moved."""
+        polled = self._poll()
+        if polled is None or tick % self.turns != self.turn:
+            return None
+        loads, service = polled
+        current = self.camera.current_node()
+        if current not in self.edges:
+            return None  # failed over to the cloud: not the balancer's to undo
+        src = self.edges.index(current)
+        plan = self.balancer.plan(loads, self.capacities)
+        per_s = self.estimator.load()  # frames this camera sends per second
+        for dst in dict.fromkeys(m.target for m in plan.moves if m.source == src):
+            if self._worth_moving(loads, service, src, dst, per_s):
+                break
+        else:
+            return None
+        self.camera.retarget(self.edges[dst])
+        self.moves.append((time.time(), current, self.edges[dst]))
+        log.info("%s: balancer %s moves its next chunks %s -> %s (plan: I %.2f -> %.2f)", self.camera.cam.name,
+                 self.balancer.name, current, self.edges[dst], plan.before, plan.after)
+        return self.edges[dst]
