@@ -139,12 +139,14 @@ def test_the_cpu_device_runs_the_models(tmp_path, monkeypatch):
 
 
 def test_bad_device_and_executor_options_are_one_line():
-    for args, message in ((["--device", "tpu"], "--device 'tpu'"), (["--executor", "dask"], "--executor 'dask'"),
-                          (["--ray-address", "127.0.0.1:1"], "needs --executor ray"), (["--workers", "0", "--executor", "ray"], "--workers 0")):
-        proc = subprocess.run([sys.executable, "-m", "edgeva.cli", "eval", "--videos", "people-detection", "--out", "/tmp/x", *args],
-                              capture_output=True, text=True, timeout=120)
-        assert proc.returncode == 2, proc.stderr
-        assert proc.stderr.strip().count("\n") == 0 and message in proc.stderr
+    from edgeva.cli.evaluation import build_executor
+
+    for options, message in (({"name": "serial", "device": "tpu"}, "--device 'tpu'"), ({"name": "dask"}, "--executor 'dask'"),
+                             ({"name": "serial", "address": "127.0.0.1:1"}, "needs --executor ray"), ({"name": "ray", "workers": 0}, "--workers 0")):
+        with pytest.raises(ConfigError, match=message):
+            build_executor(**({"address": None, "workers": None, "device": "cpu"} | options))
+    executor, device = build_executor("ray", address=None, workers=2, device="cuda:1")  # checked where the workers run
+    assert device == "cuda" and executor.gpus_per_worker == 1.0 and executor.workers == 2
 
 
 # -- executors ------------------------------------------------------------------------------

@@ -18,9 +18,19 @@ from typing import Annotated
 import typer
 
 from edgeva.cli.app import app, console, progress
+from edgeva.cli.evaluation import (
+    ExecutorOpt,
+    RayAddressOpt,
+    WorkersOpt,
+    build_executor,
+    report_failures,
+)
 
 TRAIN_VIDEOS = ("car-detection", "one-by-one-person-detection")
 EVAL_VIDEOS = ("bottle-detection", "store-aisle-detection", "people-detection", "fruit-and-vegetable-detection")
+# Where the evaluation's replays run by default: "serial" unless `edgeva bench eval --demo`
+# measured Ray faster on the 2-core machine (docs/scaling.md).
+DEMO_EXECUTOR = "serial"
 SCHEMES = ("uniform", "accmpeg", "accmpeg-oracle", "dds", "eaar", "reducto", "vigil", "tileclipper", "crucio")
 
 
@@ -38,6 +48,9 @@ def demo(
     frames_per_video: Annotated[int, typer.Option(help="Selector training frames per training video.")] = 150,
     frames: Annotated[int, typer.Option(help="Frames per evaluation video (from the start).")] = 101,
     retrain: Annotated[bool, typer.Option("--retrain", help="Train a new selector and Crucio codec even if they exist.")] = False,
+    executor: ExecutorOpt = DEMO_EXECUTOR,
+    ray_address: RayAddressOpt = None,
+    workers: WorkersOpt = None,
 ) -> None:
     """Train (or reuse) the AccMPEG selector, then compare every scheme on four unseen videos."""
     from edgeva.accmpeg.selector import load_selector, save_selector
@@ -47,6 +60,7 @@ def demo(
     from edgeva.eval.report import write_outputs
     from edgeva.store.evaluation import save_eval
 
+    runner, _device = build_executor(executor, address=ray_address, workers=workers, device="cpu")
     out.mkdir(parents=True, exist_ok=True)
     selector_path = out / "selector.pt"
     cfg = TrainConfig(videos=list(TRAIN_VIDEOS), frames_per_video=frames_per_video, log=lambda m: console.print(m, markup=False))
@@ -68,15 +82,17 @@ def demo(
     eval_cfg = EvalConfig(videos=list(EVAL_VIDEOS), schemes=list(SCHEMES), checkpoints={"selector": str(selector_path), "crucio": str(crucio_path)},
                           frames=frames)
     with progress() as bar:
-        result = evaluate(eval_cfg, on_progress=_stage(bar), log=lambda m: console.print(m, markup=False))
+        result = evaluate(eval_cfg, on_progress=_stage(bar), log=lambda m: console.print(m, markup=False), executor=runner)
     paths = write_outputs(result, out)
     db = str(out / "results.db")
     run_id = save_eval(db, model=eval_cfg.model, selector=str(selector_path), target_f1=eval_cfg.target_f1,
-                       settings={"videos": list(EVAL_VIDEOS), "schemes": list(SCHEMES), "frames": frames, "out": str(out)},
+                       settings={"videos": list(EVAL_VIDEOS), "schemes": list(SCHEMES), "frames": frames, "out": str(out),
+                                 "executor": executor, "failures": result.failures},
                        records=result.records, best=result.best)
     print_best(result.best, f"cheapest configuration reaching F1 >= {eval_cfg.target_f1}")
     _print_goals(result)
     console.print(f"report: {paths['report']}\nplot:   {paths['plot']}\nrun {run_id} stored in {db} (`edgeva runs --db {db}`)")
+    report_failures(result.failures, len(result.records) + len(result.failures), str(paths["report"]))
 
 
 def _print_goals(result) -> None:
