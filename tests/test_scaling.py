@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from edgeva.device import gpus_for, resolve_device
@@ -206,3 +207,40 @@ def test_serial_and_ray_write_identical_results(local_ray, tmp_path):
     assert [(b["video"], b["scheme"], b["bytes"]) for b in serial.best] == [(b["video"], b["scheme"], b["bytes"]) for b in parallel.best]
     assert sorted(steps) == sorted(["people-detection (12 frames)"] * 2 + ["bottle-detection (12 frames)"] * 2)
     assert serial.failures == parallel.failures == []
+
+
+# -- AccGrad generation ---------------------------------------------------------------------
+def test_accgrad_task_groups_are_whole_chunks_ending_on_a_batch():
+    from edgeva.accmpeg.parallel import task_groups
+
+    indices = list(range(0, 60, 3))  # 20 frames, 2 per chunk of 10 but for the chunks with 3 or 4
+    groups = task_groups(indices, chunk=10, batch_size=2, tasks=4)
+    assert [i for g in groups for i in g] == indices and 2 <= len(groups) <= 4
+    for g in groups[:-1]:
+        assert len(g) % 2 == 0
+    for a, b in zip(groups, groups[1:]):
+        assert a[-1] // 10 != b[0] // 10  # a chunk is never split between two tasks
+    assert task_groups([], chunk=10, batch_size=2, tasks=3) == []
+    assert task_groups([5, 1, 5], chunk=10, batch_size=2, tasks=3) == [[1, 5]]
+
+
+def test_accgrad_on_ray_equals_the_serial_maps(local_ray, tmp_path, monkeypatch):
+    from edgeva import assets
+    from edgeva.accmpeg.accgrad import compute_accgrad
+    from edgeva.accmpeg.parallel import AccGradWorker, task_groups
+    from edgeva.models import create_detector
+
+    video = assets.resolve_video("people-detection")
+    indices = [0, 4, 12, 16]
+    groups = task_groups(indices, chunk=10, batch_size=2, tasks=2)
+    assert groups == [[0, 4], [12, 16]]
+    with create_executor("ray", workers=2) as executor, executor.pool(AccGradWorker, "yolox-nano", 2) as pool:
+        parts = pool.map("maps", [(video, g, 40, 2) for g in groups])  # workers fill the module's cache
+    monkeypatch.setenv("EDGEVA_CACHE", str(tmp_path))  # the serial maps from scratch, elsewhere
+    import torch
+
+    torch.set_num_threads(2)
+    serial = compute_accgrad(video, create_detector("yolox-nano"), indices, batch_size=2, use_cache=False)
+    parallel = {i: m for part in parts for i, m in part.items()}
+    assert sorted(parallel) == indices
+    assert all(np.array_equal(parallel[i], serial[i]) for i in indices)

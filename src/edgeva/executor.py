@@ -58,6 +58,15 @@ class WorkerPool(ABC):
     def map(self, method: str, calls: Sequence[tuple], on_done: OnDone | None = None) -> list[Any]:
         """``worker.method(*call)`` for every call; results (or TaskFailure) in call order."""
 
+    def close(self) -> None:  # noqa: B027  (an in-process worker is just dropped)
+        """Release the workers (Ray: end the actors, freeing their CPUs for the next pool)."""
+
+    def __enter__(self) -> WorkerPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 class Executor(ABC):
     """A runtime for worker pools; a context manager that starts and stops it.
@@ -74,13 +83,19 @@ class Executor(ABC):
         if workers is not None and workers < 1:
             raise ConfigError(f"--workers {workers}: must be at least 1")
         self.workers, self.address, self.gpus_per_worker = workers, address, gpus_per_worker
+        self._depth = 0
 
     def __enter__(self) -> Executor:
-        self.start()
+        """Start the runtime; nested ``with`` blocks share it (one start, one stop)."""
+        if self._depth == 0:
+            self.start()
+        self._depth += 1
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.stop()
+        self._depth -= 1
+        if self._depth == 0:
+            self.stop()
 
     def start(self) -> None:  # noqa: B027  (the serial executor has no runtime)
         """Start or join the runtime."""
@@ -166,6 +181,12 @@ class _RayPool(WorkerPool):
 
     def share(self, value: Any) -> Any:
         return self.ray.put(value)
+
+    def close(self) -> None:
+        for actor in self.actors:
+            with contextlib.suppress(Exception):
+                self.ray.kill(actor)
+        self.actors = []
 
     def map(self, method: str, calls: Sequence[tuple], on_done: OnDone | None = None) -> list[Any]:
         ray = self.ray

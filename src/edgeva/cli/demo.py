@@ -53,6 +53,12 @@ def demo(
     workers: WorkersOpt = None,
 ) -> None:
     """Train (or reuse) the AccMPEG selector, then compare every scheme on four unseen videos."""
+    runner, _device = build_executor(executor, address=ray_address, workers=workers, device="cpu")
+    with runner:  # one runtime (Ray, when asked for) serves training's AccGrad and the evaluation
+        _run(out, frames_per_video, frames, retrain, executor, runner)
+
+
+def _run(out: Path, frames_per_video: int, frames: int, retrain: bool, executor: str, runner) -> None:
     from edgeva.accmpeg.selector import load_selector, save_selector
     from edgeva.accmpeg.train import TrainConfig, train_selector
     from edgeva.cli.evaluation import print_best
@@ -60,7 +66,6 @@ def demo(
     from edgeva.eval.report import write_outputs
     from edgeva.store.evaluation import save_eval
 
-    runner, _device = build_executor(executor, address=ray_address, workers=workers, device="cpu")
     out.mkdir(parents=True, exist_ok=True)
     selector_path = out / "selector.pt"
     cfg = TrainConfig(videos=list(TRAIN_VIDEOS), frames_per_video=frames_per_video, log=lambda m: console.print(m, markup=False))
@@ -73,7 +78,7 @@ def demo(
     else:
         console.print(f"[1/2] training the AccMPEG selector for yolox-nano on {', '.join(TRAIN_VIDEOS)} ({frames_per_video} frames each)")
         with progress() as bar:
-            selector = train_selector(cfg, on_stage=_stage(bar))
+            selector = train_selector(cfg, on_stage=_stage(bar), executor=runner)
         save_selector(selector, selector_path)
     from edgeva.cli.crucio import trained_codec
 

@@ -28,7 +28,7 @@ import torch
 from edgeva.errors import ConfigError, EdgevaError
 from edgeva.eval.config import REPLAY_VERSION, EvalConfig
 from edgeva.eval.worker import EvalWorker, VideoPlan, summarize
-from edgeva.executor import Executor, SerialExecutor, TaskFailure
+from edgeva.executor import Executor, SerialExecutor, TaskFailure, WorkerPool
 from edgeva.schemes import scheme_class
 
 __all__ = ["EvalConfig", "EvalResult", "evaluate", "summarize", "pick_best", "REPLAY_VERSION"]
@@ -102,7 +102,13 @@ def evaluate(cfg: EvalConfig, *, on_progress: Progress | None = None, log: Calla
 def _evaluate(cfg: EvalConfig, executor: Executor, on_progress: Progress | None, log: Callable[[str], None]) -> EvalResult:
     start = time.perf_counter()
     checkpoint_ids = _check_checkpoints(cfg, log)
-    pool = executor.pool(EvalWorker, cfg, checkpoint_ids)
+    with executor.pool(EvalWorker, cfg, checkpoint_ids) as pool:
+        records, failures = _run(cfg, pool, on_progress, log)
+    return EvalResult(records, pick_best(records, cfg.target_f1), cfg, time.perf_counter() - start, failures)
+
+
+def _run(cfg: EvalConfig, pool: WorkerPool, on_progress: Progress | None, log: Callable[[str], None]) -> tuple[list[dict], list[dict]]:
+    """References, then replays, on ``pool``: (records in plan order, failures)."""
     videos, failures = _references(pool.map("reference", [(spec,) for spec in cfg.videos]), cfg.videos, log)
     tasks: list[tuple[VideoPlan, str, dict]] = []
     calls, steps = [], []
@@ -127,7 +133,7 @@ def _evaluate(cfg: EvalConfig, executor: Executor, on_progress: Progress | None,
             failures.append({"video": video.name, "scheme": name, "config": config or {"default": True}, "error": result.error})
         else:
             records.append(result)
-    return EvalResult(records, pick_best(records, cfg.target_f1), cfg, time.perf_counter() - start, failures)
+    return records, failures
 
 
 def _references(results: list, specs: Sequence[str], log: Callable[[str], None]) -> tuple[list[VideoPlan], list[dict]]:
