@@ -232,6 +232,7 @@ class RayExecutor(Executor):
         self._started = False
         if ray.is_initialized():  # a runtime this process already has (tests, notebooks)
             return
+        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")  # Ray's C++ warnings would break the one-line errors
         env = {k: os.environ[k] for k in self.FORWARDED_ENV if k in os.environ}
         options: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False, "runtime_env": {"env_vars": env}}
         if self.address:
@@ -242,7 +243,9 @@ class RayExecutor(Executor):
         try:
             ray.init(**options)
         except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise ConfigError(f"--ray-address {self.address or 'local'}: cannot start or join Ray ({one_line(exc)})") from None
+            hint = ("; a cluster with token authentication needs RAY_AUTH_MODE=token and its token here (docs/scaling.md)"
+                    if self.address and "RAY_AUTH_MODE" not in os.environ else "")
+            raise ConfigError(f"--ray-address {self.address or 'local'}: cannot start or join Ray ({one_line(exc)}){hint}") from None
         self._started = True
 
     def stop(self) -> None:
