@@ -24,7 +24,7 @@ SYSDEPS := ffmpeg gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good python3-g
 $(BIN)/edgeva: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check torch==2.13.0
-	$(BIN)/pip install -q --disable-pip-version-check -e '.[test]'
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[test,ray]'
 	touch $@
 
 install: $(BIN)/edgeva

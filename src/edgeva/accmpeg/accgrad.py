@@ -23,7 +23,10 @@ One forward pass on H (targets and label assignment), one forward and one backwa
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -91,14 +94,25 @@ class AccGradCache:
         self.folder = (root or cache_dir() / "accgrad") / f"{path.stem}-{model}-crf{crf_low}-{digest}"
 
     def get(self, index: int) -> np.ndarray | None:
-        file = self.folder / f"{index:07d}.npy"
-        return np.load(file) if file.exists() else None
+        """The cached map, or None (also for a damaged file: it is recomputed, not trusted)."""
+        try:
+            return np.load(self.folder / f"{index:07d}.npy")
+        except (OSError, ValueError, EOFError):
+            return None
 
     def put(self, index: int, value: np.ndarray) -> None:
+        """Publish atomically (a temporary file of this writer's own, then a rename), so
+        parallel workers writing the same frame never expose a partial file."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        tmp = self.folder / f"{index:07d}.tmp.npy"
-        np.save(tmp, value)
-        tmp.replace(self.folder / f"{index:07d}.npy")
+        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=f".{index:07d}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.save(f, value)
+            os.replace(tmp, self.folder / f"{index:07d}.npy")
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
 
 
 def compute_accgrad(

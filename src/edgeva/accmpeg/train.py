@@ -27,7 +27,8 @@ import torch.nn.functional as F
 from edgeva import assets
 from edgeva.accmpeg.accgrad import compute_accgrad
 from edgeva.accmpeg.selector import QualitySelector, SelectorMeta
-from edgeva.errors import ConfigError
+from edgeva.errors import ConfigError, EdgevaError
+from edgeva.executor import Executor, SerialExecutor, TaskFailure
 from edgeva.models import create_detector, frames_to_tensor
 from edgeva.video import grid_shape, open_video, resize_even
 
@@ -109,13 +110,37 @@ def _evaluate(model: QualitySelector, feats: list[torch.Tensor], masks: list[tor
     }
 
 
-def train_selector(cfg: TrainConfig, *, on_stage: Callable[[str, int], Callable[[], None]] | None = None) -> QualitySelector:
+def _accgrad_on(executor: Executor, plan: list[tuple[str, list[int]]], cfg: TrainConfig, step: Callable[[], None]) -> None:
+    """Fill the AccGrad cache for ``plan`` with tasks on ``executor`` (groups of whole chunks);
+    every task runs, then a failed one is raised naming its video and frames."""
+    from edgeva.accmpeg.parallel import AccGradWorker, task_groups, uncached
+
+    calls, cached = [], 0
+    with executor as ex, ex.pool(AccGradWorker, cfg.model, torch.get_num_threads()) as pool:
+        for path, indices in plan:
+            todo = uncached(path, cfg.model, cfg.crf_low, indices)
+            cached += len(set(indices)) - len(todo)
+            groups = task_groups(todo, chunk=10, batch_size=cfg.accgrad_batch, tasks=4 * max(pool.size, 1))
+            calls += [(path, group, cfg.crf_low, cfg.accgrad_batch) for group in groups]
+        for _ in range(cached):
+            step()
+        results = pool.map("maps", calls, on_done=lambda i, _r: [step() for _ in calls[i][1]])
+    failed = [(call, r) for call, r in zip(calls, results, strict=True) if isinstance(r, TaskFailure)]
+    if failed:
+        (path, group, *_), failure = failed[0]
+        raise EdgevaError(f"AccGrad of {Path(path).name} frames {group[0]}-{group[-1]} failed ({len(failed)} of {len(calls)} tasks): {failure.error}")
+
+
+def train_selector(cfg: TrainConfig, *, on_stage: Callable[[str, int], Callable[[], None]] | None = None,
+                   executor: Executor | None = None) -> QualitySelector:
     """Generate (or reuse) AccGrad masks for the videos and train a selector on them.
 
     Args:
         cfg: what to train on and how.
         on_stage: optional progress hook: called with (description, total) at the start of
             each long stage, it returns a callable to invoke once per unit of work.
+        executor: where AccGrad generation runs (default: this process, one frame batch after
+            another); e.g. Ray workers, each loading the final DNN once.
 
     Returns:
         The best selector (lowest validation loss), with ``meta`` filled in.
@@ -136,6 +161,9 @@ def train_selector(cfg: TrainConfig, *, on_stage: Callable[[str, int], Callable[
     per_video: list[tuple[str, list[int], np.ndarray]] = []
     plan = [(p, sample_indices(p, cfg.frames_per_video)) for p in paths]
     step = tick("AccGrad", sum(len(i) for _, i in plan))
+    if executor is not None and not isinstance(executor, SerialExecutor):
+        _accgrad_on(executor, plan, cfg, step)  # then the loop below reads every map from the cache
+        step = lambda: None  # noqa: E731
     for path, indices in plan:
         maps = compute_accgrad(path, detector, indices, crf_low=cfg.crf_low, batch_size=cfg.accgrad_batch, on_frame=lambda _i: step())
         per_video.append((path, indices, np.stack([maps[i] for i in indices])))

@@ -12,6 +12,7 @@ import typer
 
 from edgeva import assets
 from edgeva.cli.app import app, bench_app, console, err_console, progress, write_json
+from edgeva.cli.evaluation import ExecutorOpt, RayAddressOpt, WorkersOpt, build_executor
 from edgeva.errors import ConfigError, EdgevaError
 
 selector_app = typer.Typer(help="Train and inspect AccMPEG quality selectors.", no_args_is_help=True)
@@ -142,10 +143,15 @@ def selector_train(
     crf_high: Annotated[int, typer.Option(help="High quality.")] = 30,
     crf_low: Annotated[int, typer.Option(help="Low quality (L in AccGrad).")] = 40,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    executor: ExecutorOpt = "serial",
+    ray_address: RayAddressOpt = None,
+    workers: WorkersOpt = None,
 ) -> None:
     """Generate (or reuse cached) AccGrad masks and train a quality selector."""
     from edgeva.accmpeg.selector import save_selector
     from edgeva.accmpeg.train import TrainConfig, train_selector
+
+    runner, _device = build_executor(executor, address=ray_address, workers=workers, device="cpu")
 
     names = [v for spec in videos for v in spec.split(",") if v]
     cfg = TrainConfig(
@@ -159,7 +165,7 @@ def selector_train(
             task = bar.add_task(description, total=total)
             return lambda: bar.advance(task)
 
-        selector = train_selector(cfg, on_stage=stage)
+        selector = train_selector(cfg, on_stage=stage, executor=runner)
     if not out.parent.is_dir():
         raise EdgevaError(f"{out}: cannot write (folder {out.parent} does not exist)")
     save_selector(selector, out)

@@ -93,3 +93,44 @@ def bench_oracle_cmd(
         raise ConfigError(f"--uniform-crfs {uniform_crfs!r}: expected comma-separated integers") from None
     rows = bench_oracle(videos=[v for v in videos.split(",") if v], frames=frames, variants=chosen, uniform_crfs=crfs, on_step=lambda m: console.print(m, markup=False, style="dim"))
     print_rows("oracle AccGrad map vs uniform CRF at equal F1 (full resolution and frame rate)", rows, json_out)
+
+
+@bench_app.command("eval")
+def bench_eval_cmd(
+    videos: Annotated[str, typer.Option(help="Comma-separated videos.")] = "bottle-detection,store-aisle-detection",
+    schemes: Annotated[str, typer.Option(help="Comma-separated schemes.")] = "uniform,eaar,dds",
+    frames: Annotated[int, typer.Option(help="Frames per video (from the start).")] = 30,
+    no_sweep: Annotated[bool, typer.Option("--no-sweep", help="Only each scheme's default configuration.")] = False,
+    demo: Annotated[Path | None, typer.Option(help="Time the demo's evaluation instead (its videos, schemes and 101 frames), "
+                                                   "with the selector and codec `edgeva demo --out DIR` trained in DIR.")] = None,
+    selector: Annotated[Path | None, typer.Option(help="AccMPEG selector checkpoint (for accmpeg).")] = None,
+    crucio: Annotated[Path | None, typer.Option(help="Crucio codec checkpoint (for crucio).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Ray workers (default: one per CPU of the runtime).")] = None,
+    ray_address: Annotated[str | None, typer.Option("--ray-address", help="Time a Ray cluster at this address instead of a local runtime.")] = None,
+    json_out: JsonOpt = None,
+) -> None:
+    """Wall time of one evaluation (no cache) serial vs on Ray, in one run; results must be identical."""
+    from edgeva.bench.scaling import bench_eval
+    from edgeva.cli.app import progress
+    from edgeva.cli.demo import EVAL_VIDEOS, SCHEMES
+    from edgeva.errors import ConfigError
+    from edgeva.eval.config import EvalConfig
+    from edgeva.executor import create_executor
+
+    checkpoints = {k: str(p) for k, p in (("selector", selector), ("crucio", crucio)) if p}
+    if demo is not None:
+        checkpoints = {"selector": str(demo / "selector.pt"), "crucio": str(demo / "crucio.pt")}
+        if not all(Path(p).is_file() for p in checkpoints.values()):
+            raise ConfigError(f"--demo {demo}: no selector.pt and crucio.pt there (run `edgeva demo --out {demo}` first)")
+        cfg = EvalConfig(videos=list(EVAL_VIDEOS), schemes=list(SCHEMES), checkpoints=checkpoints, frames=101)
+    else:
+        cfg = EvalConfig(videos=[v for v in videos.split(",") if v], schemes=[s for s in schemes.split(",") if s],
+                         checkpoints=checkpoints, frames=frames, sweep=not no_sweep)
+    runs = [("serial", create_executor("serial")), (f"ray ({ray_address or 'local'})", create_executor("ray", workers=workers, address=ray_address))]
+    with progress() as bar:
+        def stage(description: str, total: int):
+            task = bar.add_task(description, total=total)
+            return lambda: bar.advance(task)
+
+        rows = bench_eval(cfg, runs, on_progress=stage, log=lambda m: console.print(m, markup=False, style="dim"))
+    print_rows(f"edgeva eval without cache: {', '.join(cfg.videos)}; {', '.join(cfg.schemes)}; {cfg.frames} frames", rows, json_out)

@@ -14,6 +14,7 @@ from rich.table import Table
 import edgeva
 from edgeva import assets
 from edgeva.cli.app import app, console, progress, write_json
+from edgeva.device import DEVICE_HELP, resolve_device
 from edgeva.errors import ConfigError, EdgevaError
 from edgeva.models import create_detector, list_detectors
 from edgeva.video import (
@@ -65,10 +66,12 @@ def detect(
     json_out: Annotated[Path | None, typer.Option("--json", help="Write detections as JSON here.")] = None,
     annotate: Annotated[Path | None, typer.Option(help="Write a video with boxes drawn here (.mp4).")] = None,
     score: Annotated[float, typer.Option(help="Score threshold.")] = 0.3,
+    device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "cpu",
 ) -> None:
     """Run a detector over a video; print a summary, optionally write JSON and an annotated video."""
+    resolved = resolve_device(device)
     source = open_video(assets.resolve_video(video), limit=frames)
-    detector = create_detector(model, score_threshold=score)
+    detector = create_detector(model, score_threshold=score, device=resolved)
     records, writer, encoder = [], None, None
     counts: dict[str, int] = {}
     start = time.perf_counter()

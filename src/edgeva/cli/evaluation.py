@@ -9,12 +9,46 @@ import typer
 from rich.table import Table
 
 from edgeva.cli.app import app, console, progress
+from edgeva.device import DEVICE_HELP
 
 DEFAULT_DB = "runs/edgeva-results.db"  # runs/ holds every run artefact (git-ignored)
 
 
 def _split(values: list[str]) -> list[str]:
     return [v for spec in values for v in spec.split(",") if v]
+
+
+ExecutorOpt = Annotated[str, typer.Option("--executor", help="Where tasks run: serial (this process) or ray (a local Ray runtime sized to this machine, or the cluster at --ray-address; docs/scaling.md).")]
+RayAddressOpt = Annotated[str | None, typer.Option("--ray-address", help="Join this Ray cluster (HOST:PORT, ray://HOST:PORT or auto) instead of starting a local runtime.")]
+WorkersOpt = Annotated[int | None, typer.Option("--workers", help="Ray workers, each loading the models once (default: one per CPU of the runtime).")]
+DeviceOpt = Annotated[str, typer.Option("--device", help=DEVICE_HELP)]
+
+
+def build_executor(name: str, *, address: str | None, workers: int | None, device: str):
+    """(executor, resolved device) for the CLI options; bad values are one error line.
+
+    With Ray and a CUDA device the GPU is checked where it runs: each worker reserves one and
+    uses the one Ray assigns it; ``auto`` is resolved on this machine.
+    """
+    from edgeva.device import gpus_for, resolve_device
+    from edgeva.errors import ConfigError
+    from edgeva.executor import create_executor
+
+    if address and name != "ray":
+        raise ConfigError(f"--ray-address {address}: needs --executor ray")
+    if name == "ray" and device.strip().lower().startswith("cuda"):
+        resolve_device(device, cuda_count=1 << 16)  # the syntax only
+        resolved = "cuda"
+    else:
+        resolved = resolve_device(device)
+    return create_executor(name, workers=workers, address=address, gpus_per_worker=gpus_for(resolved)), resolved
+
+
+def report_failures(failures: list[dict], total: int, where: str) -> None:
+    """After the outputs are written: a run with failed tasks says how many and exits 1."""
+    if failures:
+        console.print(f"{len(failures)} of {total} tasks failed (listed in {where}); the other results are complete", markup=False)
+        raise typer.Exit(1)
 
 
 def print_best(best: list[dict], title: str) -> None:
@@ -46,6 +80,10 @@ def eval_cmd(
     db: Annotated[str, typer.Option(help="Results database: a SQLite path or any SQLAlchemy URL.")] = DEFAULT_DB,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Recompute references and replays.")] = False,
     profile_videos: Annotated[str | None, typer.Option(help="Videos Reducto profiles its thresholds on (comma-separated; the evaluated one is always left out). Default: the sample videos.")] = None,
+    executor: ExecutorOpt = "serial",
+    ray_address: RayAddressOpt = None,
+    workers: WorkersOpt = None,
+    device: DeviceOpt = "cpu",
 ) -> None:
     """Replay videos through every scheme's configurations; write tables, a plot and the run into the database."""
     from edgeva.errors import ConfigError
@@ -58,23 +96,26 @@ def eval_cmd(
         link = Link(bandwidth_mbps=link_mbps, streams=streams, rtt_ms=rtt_ms)
     except ValueError as exc:
         raise ConfigError(f"link: {exc}") from None
+    runner, resolved_device = build_executor(executor, address=ray_address, workers=workers, device=device)
     cfg = EvalConfig(
         videos=_split(videos), schemes=_split([schemes]), model=model, checkpoints={k: str(p) for k, p in (("selector", selector), ("crucio", crucio), ("mae", mae)) if p}, frames=frames,
         chunk=chunk, target_f1=target_f1, link=link, sweep=not no_sweep, use_cache=not no_cache,
-        profile_videos=_split([profile_videos]) if profile_videos else None,
+        profile_videos=_split([profile_videos]) if profile_videos else None, device=resolved_device,
     )
     with progress() as bar:
         def stage(description: str, total: int):
             task = bar.add_task(description, total=total)
             return lambda: bar.advance(task)
 
-        result = evaluate(cfg, on_progress=stage, log=lambda m: console.print(m, markup=False))
+        result = evaluate(cfg, on_progress=stage, log=lambda m: console.print(m, markup=False), executor=runner)
     paths = write_outputs(result, out)
     settings = {"videos": list(cfg.videos), "schemes": list(cfg.schemes), "frames": frames, "chunk": chunk,
-                "link": {"mbps": link_mbps, "streams": streams, "rtt_ms": rtt_ms}, "sweep": cfg.sweep, "out": str(out)}
+                "link": {"mbps": link_mbps, "streams": streams, "rtt_ms": rtt_ms}, "sweep": cfg.sweep, "out": str(out),
+                "executor": executor, "device": resolved_device, "failures": result.failures}
     run_id = save_eval(db, model=model, selector=cfg.checkpoints.get("selector"), target_f1=target_f1, settings=settings, records=result.records, best=result.best)
     print_best(result.best, f"cheapest configuration reaching F1 >= {target_f1} (run {run_id})")
     console.print(f"report -> {paths['report']}\nplot   -> {paths['plot']}\nall rows -> {paths['csv']}, {paths['json']}; run {run_id} stored in {db}")
+    report_failures(result.failures, len(result.records) + len(result.failures), str(paths["json"]))
 
 
 @app.command()

@@ -134,6 +134,10 @@ def markdown_report(result: EvalResult) -> str:
             lines.append(f"| {r['video']} | {_config_label(a['config'])} | {a['f1']:.3f} | {a['bytes'] / 1000:.1f} | {rival} |")
     lines += _goal_sections(result)
     lines += ["", f"{len(result.records)} configurations replayed in {result.seconds:.0f} s. All rows: results.csv / results.json.", ""]
+    if result.failures:
+        lines += ["## Failed tasks", "", "| video | scheme | config | error |", "| --- | --- | --- | --- |"]
+        lines += [f"| {f['video']} | {f['scheme']} | {_config_label(f['config'])} | {f['error'].replace('|', '/')} |" for f in result.failures]
+        lines.append("")
     return "\n".join(lines)
 
 
@@ -214,7 +218,8 @@ def plot_accuracy_delay(result: EvalResult, path: Path) -> None:
 def write_outputs(result: EvalResult, out: Path) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "results.json", "csv": out / "results.csv", "report": out / "report.md", "plot": out / "accuracy_delay.png"}
-    paths["json"].write_text(json.dumps({"records": result.records, "best": result.best}, indent=1))
+    payload = {"records": result.records, "best": result.best} | ({"failures": result.failures} if result.failures else {})
+    paths["json"].write_text(json.dumps(payload, indent=1))
     with paths["csv"].open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=RECORD_FIELDS + ["high_fraction"], extrasaction="ignore")
         writer.writeheader()

@@ -114,10 +114,19 @@ class Detector(nn.Module):
     def decode(self, raw: torch.Tensor, box: Letterbox) -> list[Detections]:
         raise NotImplementedError
 
+    @property
+    def device(self) -> torch.device:
+        """Where the weights are (``create_detector(..., device=...)``)."""
+        return next(self.parameters()).device
+
     def raw_outputs(self, images: torch.Tensor) -> tuple[torch.Tensor, Letterbox]:
-        """Differentiable raw output of RGB float images (B, 3, H, W) in 0..255."""
-        x, box = self.preprocess(images)
-        return self(x), box
+        """Differentiable raw output of RGB float images (B, 3, H, W) in 0..255.
+
+        The network runs on the detector's device; the raw output comes back on the CPU, where
+        decoding, losses and gradients to ``images`` (autograd crosses the copy) stay.
+        """
+        x, box = self.preprocess(images.to(self.device))
+        return self(x).cpu(), box
 
     @torch.inference_mode()
     def detect(self, frames: Sequence[np.ndarray] | np.ndarray, *, batch_size: int = 4) -> list[Detections]:
@@ -147,8 +156,9 @@ register_detector = DETECTORS.register  # @register_detector(name): factory(**op
 list_detectors = DETECTORS.names
 
 
-def create_detector(name: str, **kwargs) -> Detector:
-    """Build a registered detector with its pretrained weights, in eval mode.
+def create_detector(name: str, *, device: str = "cpu", **kwargs) -> Detector:
+    """Build a registered detector with its pretrained weights, in eval mode, on ``device``
+    (a resolved torch device, see :func:`edgeva.device.resolve_device`).
 
     Keyword arguments are the detector's own options (``input_size``, ``score_threshold``...).
     """
@@ -156,4 +166,4 @@ def create_detector(name: str, **kwargs) -> Detector:
         factory = DETECTORS[name]
     except ValueError as exc:
         raise ModelError(f"model {name!r}: {exc}") from None
-    return factory(**kwargs).eval().to(memory_format=torch.channels_last)
+    return factory(**kwargs).eval().to(device=device, memory_format=torch.channels_last)

@@ -1,0 +1,272 @@
+"""Where independent tasks run: in this process (``serial``) or on a Ray cluster (``ray``).
+
+A job (an evaluation, AccGrad generation) builds a *worker* that loads its models once
+(``factory(*args)``), then calls one of its methods on many independent argument tuples.
+An :class:`Executor` owns the runtime (nothing, or a Ray runtime it starts or joins) and
+gives a :class:`WorkerPool`: one worker in-process, or one Ray actor per worker, each
+loading the models once and serving many tasks. Results are handed back as each task ends
+(for progress bars) and returned in call order; a task that raises becomes a
+:class:`TaskFailure` carrying the one-line error, and the other tasks go on.
+
+Executors are registered by name (``EXECUTORS``), so a job asks for one by its CLI name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from edgeva.errors import ConfigError, EdgevaError
+from edgeva.registry import Registry
+
+__all__ = ["Executor", "WorkerPool", "TaskFailure", "EXECUTORS", "create_executor", "list_executors", "check_ray_address"]
+
+OnDone = Callable[[int, Any], None]  # (call index, result or TaskFailure)
+
+
+@dataclass(frozen=True)
+class TaskFailure:
+    """A task that raised: its index among the calls, the one-line error, the exception."""
+
+    index: int
+    error: str
+    exception: BaseException
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one line: edgeva's own errors as their message, others with their type."""
+    text = " ".join(str(exc).split())
+    return text if isinstance(exc, EdgevaError) else f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class WorkerPool(ABC):
+    """Workers of one kind, each built once; :meth:`map` runs calls of one method on them."""
+
+    size: int = 1
+
+    def share(self, value: Any) -> Any:
+        """A handle to pass ``value`` to many calls without copying it for each (Ray's object store)."""
+        return value
+
+    @abstractmethod
+    def map(self, method: str, calls: Sequence[tuple], on_done: OnDone | None = None) -> list[Any]:
+        """``worker.method(*call)`` for every call; results (or TaskFailure) in call order."""
+
+    def close(self) -> None:  # noqa: B027  (an in-process worker is just dropped)
+        """Release the workers (Ray: end the actors, freeing their CPUs for the next pool)."""
+
+    def __enter__(self) -> WorkerPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Executor(ABC):
+    """A runtime for worker pools; a context manager that starts and stops it.
+
+    Args:
+        workers: workers per pool (None: one per CPU the runtime has; serial: always 1).
+        address: an existing cluster to join (Ray: ``host:port``, ``ray://host:port`` or ``auto``).
+        gpus_per_worker: accelerators each worker reserves (Ray places it on a node that has them).
+    """
+
+    name: ClassVar[str] = "executor"
+
+    def __init__(self, *, workers: int | None = None, address: str | None = None, gpus_per_worker: float = 0.0):
+        if workers is not None and workers < 1:
+            raise ConfigError(f"--workers {workers}: must be at least 1")
+        self.workers, self.address, self.gpus_per_worker = workers, address, gpus_per_worker
+        self._depth = 0
+
+    def __enter__(self) -> Executor:
+        """Start the runtime; nested ``with`` blocks share it (one start, one stop)."""
+        if self._depth == 0:
+            self.start()
+        self._depth += 1
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._depth -= 1
+        if self._depth == 0:
+            self.stop()
+
+    def start(self) -> None:  # noqa: B027  (the serial executor has no runtime)
+        """Start or join the runtime."""
+
+    def stop(self) -> None:  # noqa: B027
+        """Stop what :meth:`start` started (never a cluster that was joined)."""
+
+    @abstractmethod
+    def pool(self, factory: Callable[..., Any], *args: Any) -> WorkerPool:
+        """Workers built by ``factory(*args)`` (a class: one instance per worker)."""
+
+
+EXECUTORS: Registry[type[Executor]] = Registry("executor")
+list_executors = EXECUTORS.names
+
+
+def create_executor(name: str, **options: Any) -> Executor:
+    """The executor registered as ``name`` (``serial``, ``ray``), built with ``options``."""
+    try:
+        cls = EXECUTORS[name]
+    except ValueError as exc:
+        raise ConfigError(f"--executor {name!r}: {exc}") from None
+    return cls(**options)
+
+
+# -- serial ---------------------------------------------------------------------------------
+class _LocalPool(WorkerPool):
+    def __init__(self, worker: Any):
+        self.worker = worker
+
+    def map(self, method: str, calls: Sequence[tuple], on_done: OnDone | None = None) -> list[Any]:
+        results: list[Any] = []
+        for index, call in enumerate(calls):
+            try:
+                result: Any = getattr(self.worker, method)(*call)
+            except Exception as exc:  # noqa: BLE001  (recorded; the other tasks go on)
+                result = TaskFailure(index, one_line(exc), exc)
+            results.append(result)
+            if on_done:
+                on_done(index, result)
+        return results
+
+
+@EXECUTORS.register("serial")
+class SerialExecutor(Executor):
+    """Every task in this process, one after the other, on one worker."""
+
+    name = "serial"
+
+    def pool(self, factory: Callable[..., Any], *args: Any) -> WorkerPool:
+        return _LocalPool(factory(*args))
+
+
+# -- Ray ------------------------------------------------------------------------------------
+def check_ray_address(address: str, timeout_s: float = 3.0) -> None:
+    """Fail fast, with one line, when nothing answers at a Ray address (``ray.init`` would
+    otherwise retry for a minute). ``auto`` (a cluster started on this machine) is left to Ray."""
+    if address in ("auto", "local"):
+        return
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ConfigError(f"--ray-address {address!r}: expected HOST:PORT, ray://HOST:PORT or auto")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__.replace("Error", "").lower() or "no answer"
+        raise ConfigError(f"--ray-address {address}: no Ray cluster reachable there ({reason})") from None
+
+
+def _ray():
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("--executor ray needs Ray: pip install 'edgeva[ray]' (make install includes it)") from None
+    return ray
+
+
+class _RayPool(WorkerPool):
+    def __init__(self, ray: Any, actors: list[Any]):
+        self.ray, self.actors, self.size = ray, actors, len(actors)
+
+    def share(self, value: Any) -> Any:
+        return self.ray.put(value)
+
+    def close(self) -> None:
+        for actor in self.actors:
+            with contextlib.suppress(Exception):
+                self.ray.kill(actor)
+        self.actors = []
+
+    def map(self, method: str, calls: Sequence[tuple], on_done: OnDone | None = None) -> list[Any]:
+        ray = self.ray
+        results: list[Any] = [None] * len(calls)
+        queue = list(enumerate(calls))[::-1]
+        pending: dict[Any, tuple[int, Any]] = {}
+
+        def submit(actor: Any) -> None:
+            if queue:
+                index, call = queue.pop()
+                pending[getattr(actor, method).remote(*call)] = (index, actor)
+
+        for actor in self.actors:  # two calls in flight per actor: the next one waits at the actor
+            submit(actor)
+            submit(actor)
+        while pending:
+            [ref], _ = ray.wait(list(pending), num_returns=1)
+            index, actor = pending.pop(ref)
+            try:
+                results[index] = ray.get(ref)
+            except Exception as exc:  # noqa: BLE001  (recorded; the other tasks go on)
+                cause = getattr(exc, "cause", None) or exc  # RayTaskError wraps the worker's exception
+                results[index] = TaskFailure(index, one_line(cause), cause)
+            if on_done:
+                on_done(index, results[index])
+            submit(actor)
+        return results
+
+
+@EXECUTORS.register("ray")
+class RayExecutor(Executor):
+    """Tasks on Ray actors: a local Ray runtime sized to this machine, started and stopped
+    here, or an existing cluster joined at ``address``. Each actor reserves one CPU (and
+    ``gpus_per_worker`` GPUs) and builds its worker once. Workers read videos and the cache
+    from paths they must see too: on several machines, shared storage (docs/scaling.md)."""
+
+    name = "ray"
+    # Passed to every worker so it finds the same assets and cache as this process.
+    FORWARDED_ENV = ("EDGEVA_ASSETS", "EDGEVA_CACHE", "EDGEVA_OFFLINE")
+
+    def start(self) -> None:
+        ray = _ray()
+        self._started = False
+        if ray.is_initialized():  # a runtime this process already has (tests, notebooks)
+            return
+        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")  # Ray's C++ warnings would break the one-line errors
+        env = {k: os.environ[k] for k in self.FORWARDED_ENV if k in os.environ}
+        options: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False, "runtime_env": {"env_vars": env}}
+        if self.address:
+            check_ray_address(self.address)
+            options["address"] = self.address
+        else:
+            options |= {"num_cpus": os.cpu_count() or 1, "include_dashboard": False}
+        try:
+            ray.init(**options)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            hint = ("; a cluster with token authentication needs RAY_AUTH_MODE=token and its token here (docs/scaling.md)"
+                    if self.address and "RAY_AUTH_MODE" not in os.environ else "")
+            raise ConfigError(f"--ray-address {self.address or 'local'}: cannot start or join Ray ({one_line(exc)}){hint}") from None
+        self._started = True
+
+    def stop(self) -> None:
+        if getattr(self, "_started", False):
+            with contextlib.suppress(Exception):
+                _ray().shutdown()
+            self._started = False
+
+    def pool(self, factory: Callable[..., Any], *args: Any) -> WorkerPool:
+        ray = _ray()
+        resources = ray.cluster_resources()
+        if self.gpus_per_worker and resources.get("GPU", 0) < self.gpus_per_worker:
+            raise ConfigError("--device cuda: the Ray cluster has no GPU (its workers would wait for one forever)")
+        count = self.workers or max(1, int(resources.get("CPU", 1)))
+        remote = ray.remote(num_cpus=1, num_gpus=self.gpus_per_worker, max_restarts=1)(factory)
+        actors = [remote.remote(*args) for _ in range(count)]
+        try:
+            ray.get([a.__ray_ready__.remote() for a in actors])  # a worker that cannot build its models fails here, once
+        except Exception as exc:  # noqa: BLE001
+            cause = getattr(exc, "cause", None) or exc
+            if isinstance(cause, EdgevaError):
+                raise cause from None
+            raise EdgevaError(f"Ray workers could not start: {one_line(cause)}") from None
+        return _RayPool(ray, actors)
