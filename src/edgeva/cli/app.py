@@ -21,7 +21,7 @@ from rich.progress import (
 
 from edgeva.errors import EdgevaError
 
-__all__ = ["app", "bench_app", "console", "err_console", "progress", "track", "write_json"]
+__all__ = ["app", "bench_app", "console", "err_console", "progress", "track", "write_json", "split_list", "writable"]
 
 app = typer.Typer(
     name="edgeva",
@@ -38,6 +38,18 @@ console = Console(width=None if sys.stdout.isatty() else 200)
 err_console = Console(stderr=True)
 
 T = TypeVar("T")
+
+
+def split_list(values: list[str]) -> list[str]:
+    """An option given repeatedly and/or comma-separated (``--videos a,b --videos c``) as one list."""
+    return [v for spec in values for v in spec.split(",") if v]
+
+
+def writable(out: Path) -> Path:
+    """``out``, once its folder exists (else one error line naming it)."""
+    if not out.parent.is_dir():
+        raise EdgevaError(f"{out}: cannot write (folder {out.parent} does not exist)")
+    return out
 
 
 def progress() -> Progress:

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from edgeva.cli.app import app, console, progress
+from edgeva.cli.app import app, console, progress, split_list, writable
 from edgeva.errors import EdgevaError
 
 crucio_app = typer.Typer(help="Train the Crucio baseline's learned codec.", no_args_is_help=True)
@@ -39,9 +39,8 @@ def crucio_train(
     from edgeva.crucio import save_crucio
     from edgeva.crucio.train import CrucioTrainConfig, train_crucio
 
-    if not out.parent.is_dir():
-        raise EdgevaError(f"{out}: cannot write (folder {out.parent} does not exist)")
-    names = [v for spec in videos for v in spec.split(",") if v]
+    names = split_list(videos)
+    writable(out)
     cfg = CrucioTrainConfig(videos=names, frames_per_video=frames_per_video, steps=steps, gru_steps=gru_steps,
                             rate_weight=rate_weight, seed=seed, log=lambda m: console.print(m, markup=False))
     start = time.perf_counter()

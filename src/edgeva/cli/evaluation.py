@@ -8,14 +8,10 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from edgeva.cli.app import app, console, progress
+from edgeva.cli.app import app, console, progress, split_list
 from edgeva.device import DEVICE_HELP
 
 DEFAULT_DB = "runs/edgeva-results.db"  # runs/ holds every run artefact (git-ignored)
-
-
-def _split(values: list[str]) -> list[str]:
-    return [v for spec in values for v in spec.split(",") if v]
 
 
 ExecutorOpt = Annotated[str, typer.Option("--executor", help="Where tasks run: serial (this process) or ray (a local Ray runtime sized to this machine, or the cluster at --ray-address; docs/scaling.md).")]
@@ -98,9 +94,9 @@ def eval_cmd(
         raise ConfigError(f"link: {exc}") from None
     runner, resolved_device = build_executor(executor, address=ray_address, workers=workers, device=device)
     cfg = EvalConfig(
-        videos=_split(videos), schemes=_split([schemes]), model=model, checkpoints={k: str(p) for k, p in (("selector", selector), ("crucio", crucio), ("mae", mae)) if p}, frames=frames,
+        videos=split_list(videos), schemes=split_list([schemes]), model=model, checkpoints={k: str(p) for k, p in (("selector", selector), ("crucio", crucio), ("mae", mae)) if p}, frames=frames,
         chunk=chunk, target_f1=target_f1, link=link, sweep=not no_sweep, use_cache=not no_cache,
-        profile_videos=_split([profile_videos]) if profile_videos else None, device=resolved_device,
+        profile_videos=split_list([profile_videos]) if profile_videos else None, device=resolved_device,
     )
     with progress() as bar:
         def stage(description: str, total: int):

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from edgeva.cli.app import app, console, progress
+from edgeva.cli.app import app, console, progress, split_list, writable
 from edgeva.cli.crucio import stage_bars
 from edgeva.errors import EdgevaError
 
@@ -30,9 +30,8 @@ def neuromesh_train(
     from edgeva.neuromesh import save_mae
     from edgeva.neuromesh.train import NeuroMeshTrainConfig, train_mae
 
-    if not out.parent.is_dir():
-        raise EdgevaError(f"{out}: cannot write (folder {out.parent} does not exist)")
-    names = [v for spec in videos for v in spec.split(",") if v]
+    names = split_list(videos)
+    writable(out)
     cfg = NeuroMeshTrainConfig(videos=names, frames_per_video=frames_per_video, steps=steps, mask_ratio=mask_ratio, seed=seed,
                                sampler_lr_scale=sampler_lr_scale, log=lambda m: console.print(m, markup=False))
     start = time.perf_counter()

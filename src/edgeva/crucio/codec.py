@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from edgeva.checkpoints import read_checkpoint
 from edgeva.crucio.bitstream import ChunkHeader, pack_chunk, unpack_chunk
 from edgeva.crucio.model import (
     ClipAutoencoder,
@@ -164,14 +165,7 @@ def load_crucio(path: str | Path, *, log: Callable[[str], None] | None = None) -
         ModelError: missing, unreadable, foreign or damaged file.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"{path}: no such crucio checkpoint")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # pickle, zip and EOF errors all mean the same to a user
-        raise ModelError(f"{path}: not a readable crucio checkpoint ({exc.__class__.__name__})") from None
-    if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
-        raise ModelError(f"{path}: not an edgeva crucio checkpoint")
+    checkpoint = read_checkpoint(path, "crucio", FORMAT)
     try:
         spec = CodecSpec(**{**checkpoint["spec"], "widths": tuple(checkpoint["spec"]["widths"])})
         autoencoder = ClipAutoencoder(spec)

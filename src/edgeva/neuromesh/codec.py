@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 import torch
 
+from edgeva.checkpoints import read_checkpoint
 from edgeva.errors import CodecError, ConfigError, ModelError
 from edgeva.neuromesh.model import MaeSpec, VideoMAE, from_tubelets, to_tubelets
 from edgeva.video import MB, EncodedChunk, EncoderSettings, decode_chunk, encode_chunk
@@ -249,14 +250,7 @@ def load_mae(path: str | Path, *, clip_frames: int | None = None, patch: int | N
         ModelError: missing, unreadable, foreign, damaged or mismatched file.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"{path}: no such neuromesh MAE checkpoint")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # pickle, zip and EOF errors all mean the same to a user
-        raise ModelError(f"{path}: not a readable neuromesh MAE checkpoint ({exc.__class__.__name__})") from None
-    if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
-        raise ModelError(f"{path}: not an edgeva neuromesh MAE checkpoint")
+    checkpoint = read_checkpoint(path, "neuromesh MAE", FORMAT)
     try:
         spec = MaeSpec(**checkpoint["spec"])
         spec.check()
