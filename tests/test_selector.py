@@ -148,3 +148,19 @@ def test_accmpeg_scheme_answers_every_frame_and_can_sample_frames(trained):
         sent[divisor], nbytes[divisor] = sum(o.sent_frames for o in outcomes), sum(o.nbytes for o in outcomes)
     assert sent == {1: 30, 3: 10}
     assert nbytes[3] < nbytes[1]
+
+
+def test_training_mixes_frame_sizes_whose_padded_features_coincide():
+    """768x432 at scale 0.5 (384x216: 24x14 blocks) and 480x270 at scale 0.75 (360x202: 23x13
+    blocks) pad to the same 384x224 feature grid; a batch must never mix their masks."""
+    import random
+
+    cfg = TrainConfig(videos=["car-detection", "people-detection"], frames_per_video=6, epochs=2, val_fraction=0.2, log=lambda _m: None)
+    model = train_selector(cfg)
+    assert sorted(model.meta.frame_sizes) == [(270, 480), (432, 768)] and model.meta.best_epoch in (1, 2)
+    from edgeva.accmpeg.train import epoch_batches
+
+    feat = torch.zeros(1, 4, 14, 24)
+    train = [[(feat, torch.zeros(1, 14, 24))], [(feat, torch.zeros(1, 13, 23))]] * 4
+    for batch in epoch_batches(train, 8, random.Random(0)):
+        assert len({tuple(m.shape) for _, m in batch}) == 1

@@ -31,7 +31,7 @@ from edgeva.errors import ConfigError
 from edgeva.models import create_detector, frames_to_tensor
 from edgeva.video import grid_shape, open_video, resize_even
 
-__all__ = ["TrainConfig", "train_selector", "evaluate_selector", "sample_indices", "ground_truth_masks"]
+__all__ = ["TrainConfig", "train_selector", "epoch_batches", "evaluate_selector", "sample_indices", "ground_truth_masks"]
 
 
 @dataclass
@@ -86,6 +86,23 @@ def _features(model: QualitySelector, frames: Sequence[np.ndarray], batch: int =
         x = model.prepare(frames_to_tensor(frames[i : i + batch]))
         out.append(model.features(x).to(torch.float16))
     return torch.cat(out)
+
+
+def epoch_batches(train: Sequence[Sequence[tuple[torch.Tensor, torch.Tensor]]], batch_size: int, rng: random.Random) -> list[list[tuple[torch.Tensor, torch.Tensor]]]:
+    """One epoch's batches: a random variant of each training frame, grouped so that a batch
+    holds one feature shape *and* one mask shape. Frames of different sizes can share a
+    padded feature shape (a 360x202 and a 384x216 frame both pad to 384x224) while their
+    block grids differ (23x13 and 24x14 blocks), so grouping by features alone is not enough."""
+    by_shape: dict[tuple, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+    for variants in train:
+        feat, mask = rng.choice(variants)
+        by_shape.setdefault((tuple(feat.shape), tuple(mask.shape)), []).append((feat, mask))
+    batches = []
+    for members in by_shape.values():
+        rng.shuffle(members)
+        batches += [members[i : i + batch_size] for i in range(0, len(members), batch_size)]
+    rng.shuffle(batches)
+    return batches
 
 
 def _evaluate(model: QualitySelector, feats: list[torch.Tensor], masks: list[torch.Tensor], cfg: TrainConfig) -> dict[str, float]:
@@ -188,17 +205,8 @@ def train_selector(cfg: TrainConfig, *, on_stage: Callable[[str, int], Callable[
     step = tick("epochs", cfg.epochs)
     for epoch in range(1, cfg.epochs + 1):
         model.head.train()
-        by_shape: dict[tuple, list[tuple[torch.Tensor, torch.Tensor]]] = {}
-        for variants in train:
-            feat, mask = rng.choice(variants)
-            by_shape.setdefault(tuple(feat.shape), []).append((feat, mask))
-        batches = []
-        for members in by_shape.values():
-            rng.shuffle(members)
-            batches += [members[i : i + cfg.batch_size] for i in range(0, len(members), cfg.batch_size)]
-        rng.shuffle(batches)
         total = 0.0
-        for batch in batches:
+        for batch in epoch_batches(train, cfg.batch_size, rng):
             feats = torch.cat([f for f, _ in batch]).float()
             masks = torch.cat([m for _, m in batch])
             logits = model.head(feats).squeeze(1)[:, : masks.shape[1], : masks.shape[2]]
