@@ -40,6 +40,9 @@ class EvalConfig:
     schemes: Sequence[str]
     model: str = "yolox-nano"  # the final DNN on the server
     checkpoints: dict[str, str] = field(default_factory=dict)  # kind -> path: "selector" (AccMPEG), ... (Scheme.checkpoints)
+    # Per evaluated video (stem): kind -> path, overriding ``checkpoints`` for that video (the
+    # leave-one-video-out selectors: each video's was trained without it).
+    video_checkpoints: dict[str, dict[str, str]] = field(default_factory=dict)
     frames: int | None = None  # per video, from the start
     chunk: int = 10
     target_f1: float = 0.9
@@ -153,20 +156,31 @@ def pick_best(records: list[dict], target_f1: float) -> list[dict]:
     return best
 
 
-def _check_checkpoints(cfg: EvalConfig, log: Callable[[str], None]) -> dict[str, dict[str, str]]:
-    """Before any work: every scheme exists and has its checkpoints, each loads. Returns, per
-    scheme, the content hash of each checkpoint it uses (part of its replays' cache keys)."""
-    ids: dict[str, dict[str, str]] = {}
+def _checkpoints_of(cfg: EvalConfig, video_name: str) -> dict[str, str]:
+    return {**cfg.checkpoints, **cfg.video_checkpoints.get(video_name, {})}
+
+
+def _check_checkpoints(cfg: EvalConfig, log: Callable[[str], None]) -> dict[tuple[str, str], dict[str, str]]:
+    """Before any work: every scheme exists and has its checkpoints for every video, each
+    loads. Returns, per (video stem, scheme), the content hash of each checkpoint it uses
+    (part of its replays' cache keys)."""
+    ids: dict[tuple[str, str], dict[str, str]] = {}
+    checked: dict[tuple, dict[str, str]] = {}
     for name in cfg.schemes:
         cls = scheme_class(name)  # unknown names fail here
-        missing = [kind for kind in cls.checkpoints if not cfg.checkpoints.get(kind)]
-        if missing:
-            raise ConfigError(f"scheme {name} needs --{missing[0]} PATH")
-        for kind in cls.checkpoints:
-            if not Path(cfg.checkpoints[kind]).is_file():
-                raise ConfigError(f"{cfg.checkpoints[kind]}: no such {kind} checkpoint")
-        cls.check_checkpoints(cfg.checkpoints, model=cfg.model, log=log)
-        ids[name] = {kind: hashlib.sha256(Path(cfg.checkpoints[kind]).read_bytes()).hexdigest()[:16] for kind in cls.checkpoints}
+        for video in cfg.videos:
+            checkpoints = {kind: path for kind, path in _checkpoints_of(cfg, Path(video).stem).items() if kind in cls.checkpoints}
+            missing = [kind for kind in cls.checkpoints if not checkpoints.get(kind)]
+            if missing:
+                raise ConfigError(f"scheme {name} needs --{missing[0]} PATH")
+            key = (name, *sorted(checkpoints.items()))
+            if key not in checked:
+                for kind in cls.checkpoints:
+                    if not Path(checkpoints[kind]).is_file():
+                        raise ConfigError(f"{checkpoints[kind]}: no such {kind} checkpoint")
+                cls.check_checkpoints(checkpoints, model=cfg.model, log=log)
+                checked[key] = {kind: hashlib.sha256(Path(checkpoints[kind]).read_bytes()).hexdigest()[:16] for kind in cls.checkpoints}
+            ids[Path(video).stem, name] = checked[key]
     return ids
 
 
@@ -249,7 +263,8 @@ def _evaluate(cfg: EvalConfig, on_progress: Callable[[str, int], Callable[[], No
         key, reference = _reference(detector, path, frames, cfg)
         ctx = SchemeContext(
             server=server, settings=EncoderSettings(codec=cfg.codec, preset=cfg.preset, fps=fps),
-            frame_size=frames[0].shape[:2], fps=fps, camera_detector=cheap_detector, checkpoints=dict(cfg.checkpoints),
+            frame_size=frames[0].shape[:2], fps=fps, camera_detector=cheap_detector,
+            checkpoints=_checkpoints_of(cfg, video_name),
             profile_clips=profiles.for_video(video_name), chunk=cfg.chunk,
         )
         plan = [(name, config) for name in cfg.schemes for config in (scheme_class(name).sweep(ctx) if cfg.sweep else [{}])]
@@ -257,7 +272,7 @@ def _evaluate(cfg: EvalConfig, on_progress: Callable[[str, int], Callable[[], No
         for name, config in plan:
             replay_key = {
                 **key, "scheme": name, "config": config, "chunk": cfg.chunk, "codec": cfg.codec, "preset": cfg.preset,
-                "checkpoints": checkpoint_ids[name], "camera_model": cfg.camera_model if name == "vigil" else None,
+                "checkpoints": checkpoint_ids[video_name, name], "camera_model": cfg.camera_model if name == "vigil" else None,
                 "profile": [profiles.names(video_name), cfg.frames or cfg.profile_frames] if scheme_class(name).profiles else None,
                 "version": REPLAY_VERSION,
             }
