@@ -31,7 +31,7 @@ from edgeva.errors import ConfigError
 from edgeva.models import create_detector, frames_to_tensor
 from edgeva.video import grid_shape, open_video, resize_even
 
-__all__ = ["TrainConfig", "train_selector", "epoch_batches", "selector_scores", "block_precision_recall", "evaluate_selector", "sample_indices", "ground_truth_masks"]
+__all__ = ["TrainConfig", "train_selector", "epoch_batches", "selector_scores", "block_precision_recall", "own_scale", "evaluate_selector", "sample_indices", "ground_truth_masks"]
 
 
 @dataclass
@@ -279,6 +279,15 @@ def train_selector(cfg: TrainConfig, *, on_stage: Callable[[str, int], Callable[
     )
     cfg.log(f"best epoch {best_epoch} (val loss {best:.4f}); total {time.perf_counter() - start:.0f} s")
     return model.eval().to(memory_format=torch.channels_last)
+
+
+def own_scale(video: str, *, frames: int = 60, model: str = "yolox-nano", crf_low: int = 40, quantile: float = 99.0) -> float:
+    """The ``quantile`` of a video's own AccGrad over ``frames`` frames spread over it: a
+    ground-truth scale that depends on no selector (compare selectors on one truth)."""
+    path = assets.resolve_video(video)
+    indices = sample_indices(path, frames)
+    maps = compute_accgrad(path, create_detector(model), indices, crf_low=crf_low)
+    return float(np.percentile(np.stack([maps[i] for i in indices]), quantile))
 
 
 def selector_scores(selector: QualitySelector, video: str, *, frames: int = 60, model: str | None = None, scale: float | None = None,

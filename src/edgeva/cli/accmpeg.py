@@ -176,11 +176,13 @@ def selector_eval(
     videos: Annotated[list[str], typer.Option("--videos", help="Videos to check it on (repeat or comma-separate).")],
     frames: Annotated[int, typer.Option(help="Frames per video, spread evenly.")] = 60,
     alpha: Annotated[float, typer.Option(help="Decision threshold.")] = 0.2,
+    fraction: Annotated[float | None, typer.Option(help="Instead of --alpha: the top fraction of blocks (selectors compared at the same selected fraction).")] = None,
+    own: Annotated[bool, typer.Option("--own-scale", help="Ground truth scaled by each video's own AccGrad p99 (one truth for any selector) instead of the selector's training scale.")] = False,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the rows as JSON.")] = None,
 ) -> None:
     """Recall/precision of the selector's high-quality blocks against ground-truth AccGrad masks."""
     from edgeva.accmpeg.selector import load_selector
-    from edgeva.accmpeg.train import evaluate_selector
+    from edgeva.accmpeg.train import evaluate_selector, own_scale
     from edgeva.cli.bench import print_rows
 
     model = load_selector(selector, warn=_warn)
@@ -188,8 +190,12 @@ def selector_eval(
     with progress() as bar:
         for video in (v for spec in videos for v in spec.split(",") if v):
             task = bar.add_task(f"AccGrad {Path(video).name}", total=frames)
-            rows.append({"video": Path(video).stem, **evaluate_selector(model, video, frames=frames, alpha=alpha, on_frame=lambda _i, t=task: bar.advance(t))})
-    print_rows(f"{selector.name} (trained on {', '.join(model.meta.train_videos)}) at alpha {alpha}", rows, json_out)
+            scale = own_scale(video, frames=frames, model=model.meta.final_dnn, crf_low=model.meta.crf_low) if own else None
+            rows.append({"video": Path(video).stem, **evaluate_selector(model, video, frames=frames, alpha=alpha, fraction=fraction, scale=scale,
+                                                                        on_frame=lambda _i, t=task: bar.advance(t))})
+    at = f"the top {fraction:g} of blocks" if fraction is not None else f"alpha {alpha}"
+    print_rows(f"{selector.name} (trained on {', '.join(model.meta.train_videos)}) at {at}", rows, json_out)
+
 
 
 @bench_app.command("camera")

@@ -38,6 +38,8 @@ def demo(
     frames_per_video: Annotated[int, typer.Option(help="Selector training frames per training video.")] = 150,
     frames: Annotated[int, typer.Option(help="Frames per evaluation video (from the start).")] = 101,
     retrain: Annotated[bool, typer.Option("--retrain", help="Train a new selector and Crucio codec even if they exist.")] = False,
+    leave_one_out: Annotated[bool, typer.Option("--leave-one-out", help="AccMPEG with one selector per evaluated video, trained on every other "
+                                                                         "sample video (cached by its inputs; slower, see docs/accmpeg-selector.md).")] = False,
 ) -> None:
     """Train (or reuse) the AccMPEG selector, then compare every scheme on four unseen videos."""
     from edgeva.accmpeg.selector import load_selector, save_selector
@@ -68,6 +70,10 @@ def demo(
     eval_cfg = EvalConfig(videos=list(EVAL_VIDEOS), schemes=list(SCHEMES), checkpoints={"selector": str(selector_path), "crucio": str(crucio_path)},
                           frames=frames)
     with progress() as bar:
+        if leave_one_out:
+            from edgeva.cli.evaluation import pool_selectors
+
+            eval_cfg.video_checkpoints = pool_selectors(list(EVAL_VIDEOS), "samples", frames_per_video, _stage(bar))
         result = evaluate(eval_cfg, on_progress=_stage(bar), log=lambda m: console.print(m, markup=False))
     paths = write_outputs(result, out)
     db = str(out / "results.db")
