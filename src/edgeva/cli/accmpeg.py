@@ -142,6 +142,7 @@ def selector_train(
     crf_high: Annotated[int, typer.Option(help="High quality.")] = 30,
     crf_low: Annotated[int, typer.Option(help="Low quality (L in AccGrad).")] = 40,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    scale_per_video: Annotated[bool, typer.Option("--scale-per-video", help="Each video's ground truth from its own AccGrad p99 (docs/accmpeg-selector.md).")] = False,
 ) -> None:
     """Generate (or reuse cached) AccGrad masks and train a quality selector."""
     from edgeva.accmpeg.selector import save_selector
@@ -151,7 +152,7 @@ def selector_train(
     cfg = TrainConfig(
         videos=names, model=model, frames_per_video=frames_per_video, epochs=epochs, val_fraction=val_fraction,
         accgrad_threshold=threshold, crf_high=crf_high, crf_low=crf_low, seed=seed, backbone=backbone,
-        log=lambda m: console.print(m, markup=False),
+        scale_per_video=scale_per_video, log=lambda m: console.print(m, markup=False),
     )
     start = time.perf_counter()
     with progress() as bar:
