@@ -148,3 +148,99 @@ def test_accmpeg_scheme_answers_every_frame_and_can_sample_frames(trained):
         sent[divisor], nbytes[divisor] = sum(o.sent_frames for o in outcomes), sum(o.nbytes for o in outcomes)
     assert sent == {1: 30, 3: 10}
     assert nbytes[3] < nbytes[1]
+
+
+def test_training_mixes_frame_sizes_whose_padded_features_coincide():
+    """768x432 at scale 0.5 (384x216: 24x14 blocks) and 480x270 at scale 0.75 (360x202: 23x13
+    blocks) pad to the same 384x224 feature grid; a batch must never mix their masks."""
+    import random
+
+    cfg = TrainConfig(videos=["car-detection", "people-detection"], frames_per_video=6, epochs=2, val_fraction=0.2, log=lambda _m: None)
+    model = train_selector(cfg)
+    assert sorted(model.meta.frame_sizes) == [(270, 480), (432, 768)] and model.meta.best_epoch in (1, 2)
+    from edgeva.accmpeg.train import epoch_batches
+
+    feat = torch.zeros(1, 4, 14, 24)
+    train = [[(feat, torch.zeros(1, 14, 24))], [(feat, torch.zeros(1, 13, 23))]] * 4
+    for batch in epoch_batches(train, 8, random.Random(0)):
+        assert len({tuple(m.shape) for _, m in batch}) == 1
+
+
+def test_eval_takes_each_videos_own_selector(trained, tmp_path):
+    """Leave-one-video-out: a per-video checkpoint replaces the shared one for that video only."""
+    from edgeva.errors import ConfigError
+    from edgeva.eval.harness import EvalConfig, evaluate
+
+    model, _, path = trained
+    shy = QualitySelector(model.backbone_name)
+    shy.load_state_dict(model.state_dict())
+    shy.meta = model.meta
+    with torch.no_grad():
+        shy.head[-1].bias.fill_(-50.0)  # no block high
+    save_selector(shy, tmp_path / "shy.pt")
+    cfg = EvalConfig(videos=["people-detection", "store-aisle-detection"], schemes=["accmpeg"], checkpoints={"selector": str(path)},
+                     video_checkpoints={"people-detection": {"selector": str(tmp_path / "shy.pt")}}, frames=10, sweep=False)
+    high = {r["video"]: r["high_fraction"] for r in evaluate(cfg, log=lambda _m: None).records}
+    assert high["people-detection"] == 0.0 and high["store-aisle-detection"] > 0.0
+    cfg.checkpoints = {}
+    with pytest.raises(ConfigError, match="needs --selector"):
+        evaluate(cfg, log=lambda _m: None)
+
+
+def test_block_precision_recall_at_alpha_fraction_and_recall():
+    from edgeva.accmpeg.train import block_precision_recall
+
+    probabilities = np.array([[0.9, 0.8, 0.7, 0.1], [0.6, 0.5, 0.4, 0.3]])
+    truth = np.array([[1, 0, 1, 0], [0, 0, 1, 0]], bool)
+    assert block_precision_recall(probabilities, truth, alpha=0.65) == {"truth_fraction": 0.375, "selected_fraction": 0.375, "recall": 2 / 3, "precision": 2 / 3}
+    assert block_precision_recall(probabilities, truth, fraction=0.25)["precision"] == 0.5
+    at_recall = block_precision_recall(probabilities, truth, recall=1.0)
+    assert at_recall["recall"] == 1.0 and at_recall["selected_fraction"] == 6 / 8
+    with pytest.raises(ValueError):
+        block_precision_recall(probabilities, truth, alpha=0.5, fraction=0.5)
+
+
+def test_calibrated_selection_takes_a_fixed_share_of_blocks(trained):
+    model, _, _ = trained
+    frames = frames_of("store-aisle-detection", 10)
+    rows, cols = grid_shape(*frames[0].shape[:2])
+    for fraction in (0.1, 0.3):
+        policy = AccMPEGQuality(model, fraction=fraction, gamma=0)
+        chunk = ChunkCamera(policy).encode(frames, 0)
+        assert chunk.high_fraction == pytest.approx(round(fraction * rows * cols) / (rows * cols))
+        chosen = policy.select(policy.last_probabilities)
+        assert policy.last_probabilities[chosen].min() >= policy.last_probabilities[~chosen].max()
+    with pytest.raises(ValueError, match="fraction"):
+        AccMPEGQuality(model, fraction=0.0)
+
+
+def test_leave_one_out_selectors_are_keyed_by_their_inputs(tmp_path):
+    from dataclasses import replace
+
+    from edgeva.accmpeg.loo import leave_one_out, selector_key
+    from edgeva.errors import ConfigError
+
+    cfg = TrainConfig(videos=["people-detection", "store-aisle-detection"], frames_per_video=12)
+    assert selector_key(cfg) == selector_key(replace(cfg, log=None))
+    assert len({selector_key(cfg), selector_key(replace(cfg, videos=["people-detection"])), selector_key(replace(cfg, epochs=3))}) == 3
+    with pytest.raises(ConfigError, match="no training video left"):
+        leave_one_out(["people-detection"], ["people-detection"], cfg, tmp_path)
+
+
+def test_a_selector_trained_on_several_scenes_is_more_precise_on_an_unseen_one():
+    """Bottle-detection, unseen: at the same recall (0.8 of the blocks whose AccGrad is above
+    0.4 x the video's own p99, one truth for both), the selector trained on the five other
+    sample videos selects fewer useless blocks than the one trained on car-detection alone."""
+    from edgeva.accmpeg.train import block_precision_recall, own_scale, selector_scores
+
+    base = dict(frames_per_video=8, epochs=5, val_fraction=0.25, scales=(), log=lambda _m: None)
+    one = train_selector(TrainConfig(videos=["car-detection"], **base))
+    several = train_selector(TrainConfig(videos=["car-detection", "one-by-one-person-detection", "store-aisle-detection", "people-detection",
+                                                 "fruit-and-vegetable-detection"], **base))
+    truth_scale = own_scale("bottle-detection", frames=12)
+    precision = {}
+    for name, model in (("one", one), ("several", several)):
+        probabilities, truth = selector_scores(model, "bottle-detection", frames=12, scale=truth_scale)
+        precision[name] = block_precision_recall(probabilities, truth, recall=0.8)["precision"]
+    print(precision)
+    assert precision["several"] > precision["one"]

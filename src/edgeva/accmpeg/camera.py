@@ -39,12 +39,14 @@ class AccMPEGQuality:
     """AccMPEG's online quality assignment (dissertation ch. 4).
 
     The selector runs on the chunk's first frame; blocks with probability >= ``alpha`` are
-    high quality, grown by ``gamma`` blocks; the chunk is encoded with (``crf_high``,
-    ``crf_low``).
+    high quality (or, calibrated, the ``fraction`` of the frame's blocks with the highest
+    probabilities, whatever their values), grown by ``gamma`` blocks; the chunk is encoded
+    with (``crf_high``, ``crf_low``).
     """
 
     selector: QualitySelector
     alpha: float = 0.2
+    fraction: float | None = None  # calibrated selection: this share of the blocks per frame, instead of alpha
     gamma: int = DEFAULT_GAMMA
     crf_high: int = 30
     crf_low: int = 40
@@ -53,6 +55,8 @@ class AccMPEGQuality:
     def __post_init__(self) -> None:
         if not 0.0 <= self.alpha <= 1.0:
             raise ValueError(f"alpha={self.alpha}: must be in [0, 1]")
+        if self.fraction is not None and not 0.0 < self.fraction <= 1.0:
+            raise ValueError(f"fraction={self.fraction}: must be in (0, 1]")
         if self.gamma < 0:
             raise ValueError(f"gamma={self.gamma}: must be >= 0")
         self.last_probabilities: np.ndarray | None = None
@@ -73,7 +77,16 @@ class AccMPEGQuality:
         else:
             probabilities = self.selector.predict([frame])[0]
         self.last_probabilities = probabilities
-        return QualityMap.two_level(dilate(probabilities >= self.alpha, self.gamma), crf_high=self.crf_high, crf_low=self.crf_low)
+        return QualityMap.two_level(dilate(self.select(probabilities), self.gamma), crf_high=self.crf_high, crf_low=self.crf_low)
+
+    def select(self, probabilities: np.ndarray) -> np.ndarray:
+        """High-quality blocks before dilation: probability >= alpha, or the top ``fraction``."""
+        if self.fraction is None:
+            return probabilities >= self.alpha
+        flat = probabilities.ravel()
+        chosen = np.zeros(flat.shape, dtype=bool)
+        chosen[np.argsort(-flat, kind="stable")[: max(1, round(self.fraction * flat.size))]] = True
+        return chosen.reshape(probabilities.shape)
 
 
 def selector_scale(meta, width: int) -> float:

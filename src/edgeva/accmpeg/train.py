@@ -32,7 +32,7 @@ from edgeva.executor import Executor, SerialExecutor, TaskFailure
 from edgeva.models import create_detector, frames_to_tensor
 from edgeva.video import grid_shape, open_video, resize_even
 
-__all__ = ["TrainConfig", "train_selector", "evaluate_selector", "sample_indices", "ground_truth_masks"]
+__all__ = ["TrainConfig", "train_selector", "epoch_batches", "selector_scores", "block_precision_recall", "own_scale", "evaluate_selector", "sample_indices", "ground_truth_masks"]
 
 
 @dataclass
@@ -46,6 +46,7 @@ class TrainConfig:
     crf_low: int = 40
     accgrad_threshold: float = 0.4  # of the AccGrad scale (below)
     accgrad_quantile: float = 99.0  # scale = this percentile of all training blocks' AccGrad
+    scale_per_video: bool = False  # True: each video's masks use its own percentile (every scene's top blocks count)
     pos_weight: float = 4.0  # cross-entropy weight of the high-quality class
     alpha: float = 0.2  # decision threshold for the reported recall/precision
     batch_size: int = 8
@@ -87,6 +88,73 @@ def _features(model: QualitySelector, frames: Sequence[np.ndarray], batch: int =
         x = model.prepare(frames_to_tensor(frames[i : i + batch]))
         out.append(model.features(x).to(torch.float16))
     return torch.cat(out)
+
+
+@dataclass
+class _Features:
+    """A video's frozen-backbone features: ``as_is`` for every sampled frame; for the training
+    frames ``mirrored`` (None when the padded grid would shift) and, per downscale factor, the
+    features and the smaller block grid."""
+
+    size: tuple[int, int]  # (height, width) of the frames
+    as_is: torch.Tensor
+    mirrored: torch.Tensor | None
+    scaled: list[tuple[torch.Tensor, tuple[int, int]]]
+
+
+_feature_cache: dict[tuple, _Features] = {}  # per process: leave-one-out selectors share most frames
+
+
+def _video_features(model: QualitySelector, path: str, indices: Sequence[int], split: int, cfg: TrainConfig) -> _Features:
+    """Features of a video's sampled frames (the first ``split`` are training frames), kept
+    for the process keyed by everything they depend on, so selectors trained on overlapping
+    sets of videos compute them once."""
+    key = (assets.file_identity(path) or path, tuple(indices), split, cfg.backbone, cfg.input_scale, tuple(cfg.scales))
+    if key not in _feature_cache:
+        frames = _read(path, indices)
+        as_is = _features(model, frames)
+        # A mirrored frame's blocks line up with the mirrored mask only when the padded width
+        # is the frame width; otherwise the padding moves to the left and the grid shifts.
+        aligned = split and as_is.shape[3] == grid_shape(*frames[0].shape[:2])[1]
+        mirrored = _features(model, [f[:, ::-1].copy() for f in frames[:split]]) if aligned else None
+        scaled = []
+        for factor in cfg.scales if split else ():
+            small = [resize_even(f, factor) for f in frames[:split]]
+            scaled.append((_features(model, small), grid_shape(*small[0].shape[:2])))
+        _feature_cache[key] = _Features(frames[0].shape[:2], as_is, mirrored, scaled)
+        if len(_feature_cache) > 16:
+            _feature_cache.pop(next(iter(_feature_cache)))
+    return _feature_cache[key]
+
+
+def _variants(feats: _Features, masks: torch.Tensor, split: int) -> list[list[tuple[torch.Tensor, torch.Tensor]]]:
+    """Per training frame, its (features, mask) variants: as is, mirrored, downscaled (the
+    mask max-pooled to the smaller grid)."""
+    variants = [[(feats.as_is[i : i + 1], masks[i : i + 1])] for i in range(split)]
+    if feats.mirrored is not None:
+        for i in range(split):
+            variants[i].append((feats.mirrored[i : i + 1], masks[i : i + 1].flip(2)))
+    for small, grid in feats.scaled:
+        pooled = F.adaptive_max_pool2d(masks[:split, None], grid)[:, 0]
+        for i in range(split):
+            variants[i].append((small[i : i + 1], pooled[i : i + 1]))
+    return variants
+
+def epoch_batches(train: Sequence[Sequence[tuple[torch.Tensor, torch.Tensor]]], batch_size: int, rng: random.Random) -> list[list[tuple[torch.Tensor, torch.Tensor]]]:
+    """One epoch's batches: a random variant of each training frame, grouped so that a batch
+    holds one feature shape *and* one mask shape. Frames of different sizes can share a
+    padded feature shape (a 360x202 and a 384x216 frame both pad to 384x224) while their
+    block grids differ (23x13 and 24x14 blocks), so grouping by features alone is not enough."""
+    by_shape: dict[tuple, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+    for variants in train:
+        feat, mask = rng.choice(variants)
+        by_shape.setdefault((tuple(feat.shape), tuple(mask.shape)), []).append((feat, mask))
+    batches = []
+    for members in by_shape.values():
+        rng.shuffle(members)
+        batches += [members[i : i + batch_size] for i in range(0, len(members), batch_size)]
+    rng.shuffle(batches)
+    return batches
 
 
 def _evaluate(model: QualitySelector, feats: list[torch.Tensor], masks: list[torch.Tensor], cfg: TrainConfig) -> dict[str, float]:
@@ -179,34 +247,16 @@ def train_selector(cfg: TrainConfig, *, on_stage: Callable[[str, int], Callable[
     sizes: set[tuple[int, int]] = set()
     step = tick("features", sum(len(i) for _, i, _ in per_video))
     for path, indices, maps in per_video:
-        frames = _read(path, indices)
-        sizes.add(frames[0].shape[:2])
-        masks = torch.from_numpy(ground_truth_masks(maps, scale, cfg.accgrad_threshold).astype(np.float32))
+        own = float(np.percentile(maps, cfg.accgrad_quantile)) if cfg.scale_per_video else scale
+        masks = torch.from_numpy(ground_truth_masks(maps, own, cfg.accgrad_threshold).astype(np.float32))
         split = len(indices) - int(round(len(indices) * cfg.val_fraction))
-        feats = _features(model, frames)
-        val_f += [feats[i : i + 1] for i in range(split, len(indices))]
+        feats = _video_features(model, path, indices, split, cfg)
+        sizes.add(feats.size)
+        val_f += [feats.as_is[i : i + 1] for i in range(split, len(indices))]
         val_m += [masks[i : i + 1] for i in range(split, len(indices))]
-        variants = [[(feats[i : i + 1], masks[i : i + 1])] for i in range(split)]
-        # A mirrored frame's blocks line up with the mirrored mask only when the padded width
-        # is the frame width; otherwise the padding moves to the left and the grid shifts.
-        if feats.shape[3] == masks.shape[2]:
-            mirrored = _features(model, [f[:, ::-1].copy() for f in frames[:split]])
-            for i in range(split):
-                variants[i].append((mirrored[i : i + 1], masks[i : i + 1].flip(2)))
-        for factor in cfg.scales:
-            small = [resize_even(f, factor) for f in frames[:split]]
-            pooled = F.adaptive_max_pool2d(masks[:split, None], grid_shape(*small[0].shape[:2]))[:, 0]
-            feats_small = _features(model, small)
-            for i in range(split):
-                variants[i].append((feats_small[i : i + 1], pooled[i : i + 1]))
-        train += variants
-        for _ in frames:
+        train += _variants(feats, masks, split)
+        for _ in indices:
             step()
-    if not train:
-        raise ConfigError("no training frames: lower --val-fraction or raise --frames-per-video")
-    cfg.log(f"{len(train)} training frames ({sum(len(v) for v in train)} variants), {len(val_f)} validation frames; "
-            f"{100 * torch.cat([v[0][1].flatten() for v in train]).mean():.1f}% of training blocks are high quality")
-
     # 3. Train the head; keep the best epoch on validation loss.
     optimizer = torch.optim.AdamW(model.head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(cfg.epochs, 1))
@@ -216,17 +266,8 @@ def train_selector(cfg: TrainConfig, *, on_stage: Callable[[str, int], Callable[
     step = tick("epochs", cfg.epochs)
     for epoch in range(1, cfg.epochs + 1):
         model.head.train()
-        by_shape: dict[tuple, list[tuple[torch.Tensor, torch.Tensor]]] = {}
-        for variants in train:
-            feat, mask = rng.choice(variants)
-            by_shape.setdefault(tuple(feat.shape), []).append((feat, mask))
-        batches = []
-        for members in by_shape.values():
-            rng.shuffle(members)
-            batches += [members[i : i + cfg.batch_size] for i in range(0, len(members), cfg.batch_size)]
-        rng.shuffle(batches)
         total = 0.0
-        for batch in batches:
+        for batch in epoch_batches(train, cfg.batch_size, rng):
             feats = torch.cat([f for f, _ in batch]).float()
             masks = torch.cat([m for _, m in batch])
             logits = model.head(feats).squeeze(1)[:, : masks.shape[1], : masks.shape[2]]
@@ -268,18 +309,24 @@ def train_selector(cfg: TrainConfig, *, on_stage: Callable[[str, int], Callable[
     return model.eval().to(memory_format=torch.channels_last)
 
 
-def evaluate_selector(
-    selector: QualitySelector, video: str, *, frames: int = 60, alpha: float = 0.2, model: str | None = None,
-    on_frame: Callable[[int], None] | None = None,
-) -> dict[str, float]:
-    """Recall and precision of a selector's high-quality blocks against the ground-truth
-    AccGrad masks of a video (same final DNN, CRF and threshold as it was trained with).
+def own_scale(video: str, *, frames: int = 60, model: str = "yolox-nano", crf_low: int = 40, quantile: float = 99.0) -> float:
+    """The ``quantile`` of a video's own AccGrad over ``frames`` frames spread over it: a
+    ground-truth scale that depends on no selector (compare selectors on one truth)."""
+    path = assets.resolve_video(video)
+    indices = sample_indices(path, frames)
+    maps = compute_accgrad(path, create_detector(model), indices, crf_low=crf_low)
+    return float(np.percentile(np.stack([maps[i] for i in indices]), quantile))
+
+
+def selector_scores(selector: QualitySelector, video: str, *, frames: int = 60, model: str | None = None, scale: float | None = None,
+                    on_frame: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The selector's probabilities and the ground-truth masks, (N, rows, cols) each, on
+    ``frames`` frames spread evenly over a video.
 
     Args:
-        selector: a trained selector (its ``meta`` gives the ground-truth setting).
-        video: path or sample name.
-        frames: evaluate on this many frames spread evenly over the video.
-        alpha: the selector's decision threshold.
+        scale: the AccGrad scale of the ground truth (normalised AccGrad >= the selector's
+            threshold); None: the selector's own (the p99 of its training AccGrad). To compare
+            selectors on one truth, pass the same scale to each.
         model: final DNN for the ground truth (default: the one the selector was trained for).
     """
     meta = selector.meta
@@ -287,16 +334,47 @@ def evaluate_selector(
     indices = sample_indices(path, frames)
     detector = create_detector(model or meta.final_dnn)
     maps = compute_accgrad(path, detector, indices, crf_low=meta.crf_low, on_frame=on_frame)
-    truth = ground_truth_masks(np.stack([maps[i] for i in indices]), meta.accgrad_scale, meta.accgrad_threshold)
-    predicted = np.concatenate([selector.predict(chunk) >= alpha for chunk in _batches(_read(path, indices), 8)])
-    tp = int((predicted & truth).sum())
+    truth = ground_truth_masks(np.stack([maps[i] for i in indices]), meta.accgrad_scale if scale is None else scale, meta.accgrad_threshold)
+    probabilities = np.concatenate([selector.predict(chunk) for chunk in _batches(_read(path, indices), 8)])
+    return probabilities, truth
+
+
+def block_precision_recall(probabilities: np.ndarray, truth: np.ndarray, *, alpha: float | None = None, fraction: float | None = None,
+                           recall: float | None = None) -> dict[str, float]:
+    """Precision and recall of the highest-probability blocks against the truth, the blocks
+    chosen by exactly one of: probability >= ``alpha``; the top ``fraction`` of all blocks
+    (selectors compared at the same selected fraction); the fewest top blocks reaching
+    ``recall`` (compared at the same recall)."""
+    if sum(x is not None for x in (alpha, fraction, recall)) != 1:
+        raise ValueError("give exactly one of alpha, fraction, recall")
+    p, t = probabilities.ravel(), truth.ravel().astype(bool)
+    order = np.argsort(-p, kind="stable")
+    hits = np.cumsum(t[order])
+    if alpha is not None:
+        k = int((p >= alpha).sum())
+    elif fraction is not None:
+        k = int(round(fraction * p.size))
+    else:
+        k = int(np.searchsorted(hits, recall * t.sum() - 1e-9) + 1) if t.any() else 0
+    k = min(max(k, 0), p.size)
+    tp = int(hits[k - 1]) if k else 0
     return {
-        "frames": len(indices),
-        "truth_fraction": float(truth.mean()),
-        "selected_fraction": float(predicted.mean()),
-        "recall": tp / max(int(truth.sum()), 1),
-        "precision": tp / max(int(predicted.sum()), 1),
+        "truth_fraction": float(t.mean()), "selected_fraction": k / max(p.size, 1),
+        "recall": tp / max(int(t.sum()), 1), "precision": tp / max(k, 1),
     }
+
+
+def evaluate_selector(
+    selector: QualitySelector, video: str, *, frames: int = 60, alpha: float = 0.2, fraction: float | None = None, model: str | None = None,
+    scale: float | None = None, on_frame: Callable[[int], None] | None = None,
+) -> dict[str, float]:
+    """Recall and precision of a selector's high-quality blocks against the ground-truth
+    AccGrad masks of a video (same final DNN, CRF and threshold as it was trained with), at
+    decision threshold ``alpha`` or, if given, at the top ``fraction`` of blocks (see
+    :func:`selector_scores` for ``frames``, ``model``, ``scale``)."""
+    probabilities, truth = selector_scores(selector, video, frames=frames, model=model, scale=scale, on_frame=on_frame)
+    chosen = {"fraction": fraction} if fraction is not None else {"alpha": alpha}
+    return {"frames": len(truth), **block_precision_recall(probabilities, truth, **chosen)}
 
 
 def _batches(items: Sequence, size: int):

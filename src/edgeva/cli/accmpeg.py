@@ -11,7 +11,16 @@ import numpy as np
 import typer
 
 from edgeva import assets
-from edgeva.cli.app import app, bench_app, console, err_console, progress, write_json
+from edgeva.cli.app import (
+    app,
+    bench_app,
+    console,
+    err_console,
+    progress,
+    split_list,
+    writable,
+    write_json,
+)
 from edgeva.cli.evaluation import ExecutorOpt, RayAddressOpt, WorkersOpt, build_executor
 from edgeva.errors import ConfigError, EdgevaError
 
@@ -146,6 +155,7 @@ def selector_train(
     executor: ExecutorOpt = "serial",
     ray_address: RayAddressOpt = None,
     workers: WorkersOpt = None,
+    scale_per_video: Annotated[bool, typer.Option("--scale-per-video", help="Each video's ground truth from its own AccGrad p99 (docs/accmpeg-selector.md).")] = False,
 ) -> None:
     """Generate (or reuse cached) AccGrad masks and train a quality selector."""
     from edgeva.accmpeg.selector import save_selector
@@ -153,11 +163,12 @@ def selector_train(
 
     runner, _device = build_executor(executor, address=ray_address, workers=workers, device="cpu")
 
-    names = [v for spec in videos for v in spec.split(",") if v]
+    names = split_list(videos)
+    writable(out)
     cfg = TrainConfig(
         videos=names, model=model, frames_per_video=frames_per_video, epochs=epochs, val_fraction=val_fraction,
         accgrad_threshold=threshold, crf_high=crf_high, crf_low=crf_low, seed=seed, backbone=backbone,
-        log=lambda m: console.print(m, markup=False),
+        scale_per_video=scale_per_video, log=lambda m: console.print(m, markup=False),
     )
     start = time.perf_counter()
     with progress() as bar:
@@ -166,8 +177,6 @@ def selector_train(
             return lambda: bar.advance(task)
 
         selector = train_selector(cfg, on_stage=stage, executor=runner)
-    if not out.parent.is_dir():
-        raise EdgevaError(f"{out}: cannot write (folder {out.parent} does not exist)")
     save_selector(selector, out)
     meta = selector.meta
     console.print(
@@ -182,20 +191,26 @@ def selector_eval(
     videos: Annotated[list[str], typer.Option("--videos", help="Videos to check it on (repeat or comma-separate).")],
     frames: Annotated[int, typer.Option(help="Frames per video, spread evenly.")] = 60,
     alpha: Annotated[float, typer.Option(help="Decision threshold.")] = 0.2,
+    fraction: Annotated[float | None, typer.Option(help="Instead of --alpha: the top fraction of blocks (selectors compared at the same selected fraction).")] = None,
+    own: Annotated[bool, typer.Option("--own-scale", help="Ground truth scaled by each video's own AccGrad p99 (one truth for any selector) instead of the selector's training scale.")] = False,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the rows as JSON.")] = None,
 ) -> None:
     """Recall/precision of the selector's high-quality blocks against ground-truth AccGrad masks."""
     from edgeva.accmpeg.selector import load_selector
-    from edgeva.accmpeg.train import evaluate_selector
+    from edgeva.accmpeg.train import evaluate_selector, own_scale
     from edgeva.cli.bench import print_rows
 
     model = load_selector(selector, warn=_warn)
     rows = []
     with progress() as bar:
-        for video in (v for spec in videos for v in spec.split(",") if v):
+        for video in split_list(videos):
             task = bar.add_task(f"AccGrad {Path(video).name}", total=frames)
-            rows.append({"video": Path(video).stem, **evaluate_selector(model, video, frames=frames, alpha=alpha, on_frame=lambda _i, t=task: bar.advance(t))})
-    print_rows(f"{selector.name} (trained on {', '.join(model.meta.train_videos)}) at alpha {alpha}", rows, json_out)
+            scale = own_scale(video, frames=frames, model=model.meta.final_dnn, crf_low=model.meta.crf_low) if own else None
+            rows.append({"video": Path(video).stem, **evaluate_selector(model, video, frames=frames, alpha=alpha, fraction=fraction, scale=scale,
+                                                                        on_frame=lambda _i, t=task: bar.advance(t))})
+    at = f"the top {fraction:g} of blocks" if fraction is not None else f"alpha {alpha}"
+    print_rows(f"{selector.name} (trained on {', '.join(model.meta.train_videos)}) at {at}", rows, json_out)
+
 
 
 @bench_app.command("camera")

@@ -52,14 +52,16 @@ def demo(
     executor: ExecutorOpt = DEMO_EXECUTOR,
     ray_address: RayAddressOpt = None,
     workers: WorkersOpt = None,
+    leave_one_out: Annotated[bool, typer.Option("--leave-one-out", help="AccMPEG with one selector per evaluated video, trained on every other "
+                                                                         "sample video (cached by its inputs; slower, see docs/accmpeg-selector.md).")] = False,
 ) -> None:
     """Train (or reuse) the AccMPEG selector, then compare every scheme on four unseen videos."""
     runner, _device = build_executor(executor, address=ray_address, workers=workers, device="cpu")
     with runner:  # one runtime (Ray, when asked for) serves training's AccGrad and the evaluation
-        _run(out, frames_per_video, frames, retrain, executor, runner)
+        _run(out, frames_per_video, frames, retrain, executor, runner, leave_one_out)
 
 
-def _run(out: Path, frames_per_video: int, frames: int, retrain: bool, executor: str, runner) -> None:
+def _run(out: Path, frames_per_video: int, frames: int, retrain: bool, executor: str, runner, leave_one_out: bool) -> None:
     from edgeva.accmpeg.selector import load_selector, save_selector
     from edgeva.accmpeg.train import TrainConfig, train_selector
     from edgeva.cli.evaluation import print_best
@@ -88,6 +90,10 @@ def _run(out: Path, frames_per_video: int, frames: int, retrain: bool, executor:
     eval_cfg = EvalConfig(videos=list(EVAL_VIDEOS), schemes=list(SCHEMES), checkpoints={"selector": str(selector_path), "crucio": str(crucio_path)},
                           frames=frames)
     with progress() as bar:
+        if leave_one_out:
+            from edgeva.cli.evaluation import pool_selectors
+
+            eval_cfg.video_checkpoints = pool_selectors(list(EVAL_VIDEOS), "samples", frames_per_video, _stage(bar))
         result = evaluate(eval_cfg, on_progress=_stage(bar), log=lambda m: console.print(m, markup=False), executor=runner)
     paths = write_outputs(result, out)
     db = str(out / "results.db")

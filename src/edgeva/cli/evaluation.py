@@ -57,6 +57,18 @@ def print_best(best: list[dict], title: str) -> None:
     console.print(table)
 
 
+def pool_selectors(videos: list[str], pool: str, frames_per_video: int, stage) -> dict[str, dict[str, str]]:
+    """Per evaluated video, the leave-one-video-out selector (trained now or reused)."""
+    from edgeva import assets
+    from edgeva.accmpeg.loo import leave_one_out
+    from edgeva.accmpeg.train import TrainConfig
+
+    names = assets.sample_videos() if pool == "samples" else split_list([pool])
+    base = TrainConfig(videos=[], frames_per_video=frames_per_video, log=lambda m: console.print(m, markup=False))
+    paths = leave_one_out(videos, names, base, assets.cache_dir() / "selectors", on_stage=stage)
+    return {video: {"selector": str(path)} for video, path in paths.items()}
+
+
 @app.command("eval")
 def eval_cmd(
     videos: Annotated[list[str], typer.Option("--videos", help="Videos (repeat or comma-separate): paths or sample names.")],
@@ -64,6 +76,9 @@ def eval_cmd(
     schemes: Annotated[str, typer.Option(help="Comma-separated schemes (`edgeva info` lists them).")] = "uniform,accmpeg,accmpeg-oracle,dds,eaar,reducto,vigil",
     model: Annotated[str, typer.Option(help="Final DNN on the server.")] = "yolox-nano",
     selector: Annotated[Path | None, typer.Option(help="AccMPEG selector checkpoint.")] = None,
+    selector_pool: Annotated[str | None, typer.Option(help="Leave-one-video-out selectors instead of --selector: per evaluated video, one trained on these videos "
+                                                           "minus it (comma-separated; 'samples': the shared sample videos), cached by its inputs.")] = None,
+    selector_frames: Annotated[int, typer.Option(help="With --selector-pool: training frames per video.")] = 150,
     crucio: Annotated[Path | None, typer.Option(help="Crucio codec checkpoint (`edgeva crucio train`).")] = None,
     mae: Annotated[Path | None, typer.Option(help="NeuroMesh MAE checkpoint (`edgeva neuromesh train`).")] = None,
     frames: Annotated[int | None, typer.Option(help="Frames per video (from the start).")] = None,
@@ -103,12 +118,15 @@ def eval_cmd(
             task = bar.add_task(description, total=total)
             return lambda: bar.advance(task)
 
+        if selector_pool:
+            cfg.video_checkpoints = pool_selectors(cfg.videos, selector_pool, selector_frames, stage)
         result = evaluate(cfg, on_progress=stage, log=lambda m: console.print(m, markup=False), executor=runner)
     paths = write_outputs(result, out)
     settings = {"videos": list(cfg.videos), "schemes": list(cfg.schemes), "frames": frames, "chunk": chunk,
                 "link": {"mbps": link_mbps, "streams": streams, "rtt_ms": rtt_ms}, "sweep": cfg.sweep, "out": str(out),
                 "executor": executor, "device": resolved_device, "failures": result.failures}
-    run_id = save_eval(db, model=model, selector=cfg.checkpoints.get("selector"), target_f1=target_f1, settings=settings, records=result.records, best=result.best)
+    selector_note = cfg.checkpoints.get("selector") or (f"leave-one-out from {selector_pool}" if selector_pool else None)
+    run_id = save_eval(db, model=model, selector=selector_note, target_f1=target_f1, settings=settings, records=result.records, best=result.best)
     print_best(result.best, f"cheapest configuration reaching F1 >= {target_f1} (run {run_id})")
     console.print(f"report -> {paths['report']}\nplot   -> {paths['plot']}\nall rows -> {paths['csv']}, {paths['json']}; run {run_id} stored in {db}")
     report_failures(result.failures, len(result.records) + len(result.failures), str(paths["json"]))

@@ -18,6 +18,9 @@ class EvalConfig:
     schemes: Sequence[str]
     model: str = "yolox-nano"  # the final DNN on the server
     checkpoints: dict[str, str] = field(default_factory=dict)  # kind -> path: "selector" (AccMPEG), ... (Scheme.checkpoints)
+    # Per evaluated video (stem): kind -> path, overriding ``checkpoints`` for that video (the
+    # leave-one-video-out selectors: each video's was trained without it).
+    video_checkpoints: dict[str, dict[str, str]] = field(default_factory=dict)
     frames: int | None = None  # per video, from the start
     chunk: int = 10
     target_f1: float = 0.9
@@ -39,3 +42,8 @@ class EvalConfig:
     # Torch device of the final DNN and the camera detector ("cpu", "cuda", "cuda:1"; resolved,
     # see edgeva.device). Cached results from another device type are kept apart.
     device: str = "cpu"
+
+    def checkpoints_of(self, video_name: str) -> dict[str, str]:
+        """The checkpoints the schemes use on one video (stem): ``checkpoints`` with that
+        video's ``video_checkpoints`` on top."""
+        return {**self.checkpoints, **self.video_checkpoints.get(video_name, {})}

@@ -57,20 +57,27 @@ def pick_best(records: list[dict], target_f1: float) -> list[dict]:
     return best
 
 
-def _check_checkpoints(cfg: EvalConfig, log: Callable[[str], None]) -> dict[str, dict[str, str]]:
-    """Before any work: every scheme exists and has its checkpoints, each loads. Returns, per
-    scheme, the content hash of each checkpoint it uses (part of its replays' cache keys)."""
-    ids: dict[str, dict[str, str]] = {}
+def _check_checkpoints(cfg: EvalConfig, log: Callable[[str], None]) -> dict[tuple[str, str], dict[str, str]]:
+    """Before any work: every scheme exists and has its checkpoints for every video, each
+    loads. Returns, per (video stem, scheme), the content hash of each checkpoint it uses
+    (part of its replays' cache keys)."""
+    ids: dict[tuple[str, str], dict[str, str]] = {}
+    checked: dict[tuple, dict[str, str]] = {}
     for name in cfg.schemes:
         cls = scheme_class(name)  # unknown names fail here
-        missing = [kind for kind in cls.checkpoints if not cfg.checkpoints.get(kind)]
-        if missing:
-            raise ConfigError(f"scheme {name} needs --{missing[0]} PATH")
-        for kind in cls.checkpoints:
-            if not Path(cfg.checkpoints[kind]).is_file():
-                raise ConfigError(f"{cfg.checkpoints[kind]}: no such {kind} checkpoint")
-        cls.check_checkpoints(cfg.checkpoints, model=cfg.model, log=log)
-        ids[name] = {kind: hashlib.sha256(Path(cfg.checkpoints[kind]).read_bytes()).hexdigest()[:16] for kind in cls.checkpoints}
+        for video in cfg.videos:
+            checkpoints = {kind: path for kind, path in cfg.checkpoints_of(Path(video).stem).items() if kind in cls.checkpoints}
+            missing = [kind for kind in cls.checkpoints if not checkpoints.get(kind)]
+            if missing:
+                raise ConfigError(f"scheme {name} needs --{missing[0]} PATH")
+            key = (name, *sorted(checkpoints.items()))
+            if key not in checked:
+                for kind in cls.checkpoints:
+                    if not Path(checkpoints[kind]).is_file():
+                        raise ConfigError(f"{checkpoints[kind]}: no such {kind} checkpoint")
+                cls.check_checkpoints(checkpoints, model=cfg.model, log=log)
+                checked[key] = {kind: hashlib.sha256(Path(checkpoints[kind]).read_bytes()).hexdigest()[:16] for kind in cls.checkpoints}
+            ids[Path(video).stem, name] = checked[key]
     return ids
 
 

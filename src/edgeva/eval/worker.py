@@ -98,12 +98,12 @@ class EvalWorker:
 
     Args:
         cfg: the evaluation.
-        checkpoint_ids: per scheme, the content hash of each checkpoint it uses (replay keys).
+        checkpoint_ids: per (video stem, scheme), the content hash of each checkpoint it uses (replay keys).
     """
 
     FRAMES_KEPT = 2  # decoded videos kept (tasks arrive grouped by video)
 
-    def __init__(self, cfg: EvalConfig, checkpoint_ids: dict[str, dict[str, str]]):
+    def __init__(self, cfg: EvalConfig, checkpoint_ids: dict[tuple[str, str], dict[str, str]]):
         torch.set_num_threads(cfg.threads)  # pinned: same detections on any machine of the same kind
         self.cfg, self.checkpoint_ids, self.device = cfg, checkpoint_ids, cfg.device
         self.detector = create_detector(cfg.model, score_threshold=0.1, device=self.device)  # low: DDS needs its unsure boxes
@@ -159,7 +159,8 @@ class EvalWorker:
             cfg = self.cfg
             self._contexts[path] = SchemeContext(
                 server=self.server, settings=EncoderSettings(codec=cfg.codec, preset=cfg.preset, fps=fps),
-                frame_size=frames[0].shape[:2], fps=fps, camera_detector=self.camera_detector, checkpoints=dict(cfg.checkpoints),
+                frame_size=frames[0].shape[:2], fps=fps, camera_detector=self.camera_detector,
+                checkpoints=cfg.checkpoints_of(Path(path).stem),
                 profile_clips=self._profiles_for(Path(path).stem), chunk=cfg.chunk,
             )
         return self._contexts[path]
@@ -178,7 +179,7 @@ class EvalWorker:
         cfg = self.cfg
         return {
             **video.key, "scheme": name, "config": config, "chunk": cfg.chunk, "codec": cfg.codec, "preset": cfg.preset,
-            "checkpoints": self.checkpoint_ids[name], "camera_model": cfg.camera_model if name == "vigil" else None,
+            "checkpoints": self.checkpoint_ids[video.name, name], "camera_model": cfg.camera_model if name == "vigil" else None,
             "profile": [self.profile_names(video.name), cfg.frames or cfg.profile_frames] if scheme_class(name).profiles else None,
             "version": REPLAY_VERSION,
         }

@@ -69,14 +69,20 @@ class AccMPEG(FrameSampling):
     checkpoints = ("selector",)
     profiles = True  # the composed Reducto filter profiles on other videos
 
-    def __init__(self, ctx: SchemeContext, *, alpha: float = 0.2, gamma: int = DEFAULT_GAMMA, crf_high: int | None = None, crf_low: int | None = None,
+    def __init__(self, ctx: SchemeContext, *, alpha: float = 0.2, fraction: float | None = None, gamma: int = DEFAULT_GAMMA, crf_high: int | None = None, crf_low: int | None = None,
                  fps_divisor: int = 1, scale: float = 1.0, filter_feature: str | None = None, filter_target: float = FILTER_TARGET):
         selector = cached_selector(ctx.checkpoint("selector", self.name))
         crf_high = selector.meta.crf_high if crf_high is None else crf_high
         crf_low = selector.meta.crf_low if crf_low is None else crf_low
-        super().__init__(ctx, alpha=alpha, gamma=gamma, crf_high=crf_high, crf_low=crf_low, fps_divisor=fps_divisor, scale=scale,
+        chosen = {"alpha": alpha} if fraction is None else {"fraction": fraction}
+        super().__init__(ctx, **chosen, gamma=gamma, crf_high=crf_high, crf_low=crf_low, fps_divisor=fps_divisor, scale=scale,
                          filter_feature=filter_feature, filter_target=filter_target)
-        self.policy = AccMPEGQuality(selector, alpha=alpha, gamma=gamma, crf_high=crf_high, crf_low=crf_low)
+        try:
+            self.policy = AccMPEGQuality(selector, alpha=alpha, fraction=fraction, gamma=gamma, crf_high=crf_high, crf_low=crf_low)
+        except ValueError as exc:
+            from edgeva.errors import ConfigError
+
+            raise ConfigError(f"{self.name}: {exc}") from None
         composed_knobs(self, ctx, fps_divisor=fps_divisor, scale=scale, filter_feature=filter_feature, filter_target=filter_target)
         self.reset()
 
