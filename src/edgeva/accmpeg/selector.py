@@ -30,12 +30,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edgeva.checkpoints import read_checkpoint
 from edgeva.errors import ModelError
 from edgeva.models import frames_to_tensor
 from edgeva.models.fastestdet import ShuffleNetV2
 from edgeva.video import grid_shape
 
 __all__ = ["QualitySelector", "SelectorMeta", "load_selector", "scale_mismatch", "save_selector", "BACKBONES"]
+
+FORMAT = "edgeva-selector"  # the "format" key of a selector checkpoint
 
 BACKBONES = ("yolox-nano-fpn", "yolox-nano", "shufflenetv2")
 
@@ -163,7 +166,7 @@ class QualitySelector(nn.Module):
 def save_selector(model: QualitySelector, path: str | Path) -> None:
     if model.meta is None:
         raise ValueError("a selector is saved with its metadata (final DNN, QPs, thresholds)")
-    torch.save({"format": "edgeva-selector", "state_dict": model.state_dict(), "meta": asdict(model.meta)}, path)
+    torch.save({"format": FORMAT, "state_dict": model.state_dict(), "meta": asdict(model.meta)}, path)
 
 
 def scale_mismatch(meta: SelectorMeta, frame_size: tuple[int, int]) -> str | None:
@@ -189,14 +192,7 @@ def load_selector(path: str | Path, *, final_dnn: str | None = None, frame_size:
         ModelError: missing, corrupt or foreign file, or a final-DNN mismatch.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"{path}: no such selector checkpoint")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:
-        raise ModelError(f"{path}: not a readable selector checkpoint ({exc.__class__.__name__})") from None
-    if not isinstance(checkpoint, dict) or checkpoint.get("format") != "edgeva-selector":
-        raise ModelError(f"{path}: not an edgeva selector checkpoint")
+    checkpoint = read_checkpoint(path, "selector", FORMAT)
     try:
         meta = SelectorMeta(**{**checkpoint["meta"], "frame_sizes": [tuple(s) for s in checkpoint["meta"]["frame_sizes"]]})
         model = QualitySelector(meta.backbone, input_scale=meta.input_scale)

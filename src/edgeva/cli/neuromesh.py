@@ -10,7 +10,6 @@ import typer
 
 from edgeva.cli.app import app, console, progress, split_list, writable
 from edgeva.cli.crucio import stage_bars
-from edgeva.errors import EdgevaError
 
 neuromesh_app = typer.Typer(help="Train NeuroMesh's masked auto-encoder (MAE) and sampler.", no_args_is_help=True)
 app.add_typer(neuromesh_app, name="neuromesh")
@@ -42,25 +41,3 @@ def neuromesh_train(
     console.print(f"neuromesh MAE -> {out} ({time.perf_counter() - start:.0f} s): held-out dropped tubelets {meta.val_psnr:.2f} dB "
                   f"(flat grey {meta.val_flat_psnr:.2f} dB) at mask ratio {meta.mask_ratio} (step {meta.best_step} of {meta.steps})")
 
-
-def trained_mae(path: Path, videos: list[str], *, frames_per_video: int = 150, retrain: bool = False) -> Path:
-    """The MAE checkpoint at ``path``, trained on ``videos`` unless one trained on them with
-    the default settings is already there (the demo's cache)."""
-    from edgeva.neuromesh import load_mae, save_mae
-    from edgeva.neuromesh.train import NeuroMeshTrainConfig, train_mae
-
-    cfg = NeuroMeshTrainConfig(videos=list(videos), frames_per_video=frames_per_video, log=lambda m: console.print(m, markup=False))
-    if path.exists() and not retrain:
-        try:
-            meta = load_mae(path).meta
-            if meta.train_videos == [f"{v}.mp4" for v in videos] and (meta.frames_per_video, meta.steps, meta.seed) == (
-                    frames_per_video, cfg.steps, cfg.seed):
-                console.print(f"reusing the NeuroMesh MAE in {path}")
-                return path
-        except EdgevaError:
-            pass  # a damaged cache is retrained
-    console.print(f"training the NeuroMesh MAE on {', '.join(videos)} ({frames_per_video} frames each)")
-    with progress() as bar:
-        codec = train_mae(cfg, on_stage=stage_bars(bar))
-    save_mae(codec, path)
-    return path
