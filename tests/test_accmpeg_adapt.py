@@ -47,8 +47,6 @@ def _precision(selector, frames, detector) -> float:
 
 def test_one_round_raises_precision_on_held_out_frames_and_counts_its_bytes(setup):
     selector, _path, detector, frames = setup
-
-
     camera = copy.deepcopy(selector)
     before = _precision(camera, frames, detector)
     adaptation = SelectorAdaptation(camera, detector, AdaptOptions(every=1))

@@ -176,7 +176,7 @@ class EvalWorker:
         frames, fps = self._video(path, cfg.frames)
         key, reference = self._reference(path, frames)
         ctx = self._context(path, frames, fps)
-        plan = [(name, config) for name in cfg.schemes for config in (scheme_class(name).sweep(ctx) if cfg.sweep else [{}])]
+        plan = [(name, {**config, **cfg.scheme_options.get(name, {})}) for name in cfg.schemes for config in (scheme_class(name).sweep(ctx) if cfg.sweep else [{}])]
         return VideoPlan(spec, path, Path(path).stem, len(frames), fps, key, plan, reference)
 
     def replay_key(self, video: VideoPlan, name: str, config: dict) -> dict:
