@@ -88,3 +88,28 @@ def test_scheme_replay_counts_uplink_frames_and_downlink_weights(setup):
     assert on["bytes"] == on["uplink_bytes"] + on["downlink_bytes"] and on["adapt_up_bytes"] == sum(o.adapt_up_bytes for o in adapted)
     with pytest.raises(ConfigError, match="adapt_layers"):
         create_scheme("accmpeg", ctx, adapt_every=1, adapt_layers="all")
+
+
+def test_runtime_camera_sends_frames_to_the_cloud_and_applies_the_weights_it_returns(setup, tmp_path, yolox, fastestdet):
+    from edgeva.runtime.camera import CameraAgent
+    from edgeva.runtime.store import open_store, start_run
+    from runtime_support import cluster_config, running
+
+    selector, path, _detector, _frames = setup
+    cameras = [{"id": 1, "source": VIDEO, "edge": 1, "frames": 30, "fps": 0,
+                "encoding": {"scheme": "accmpeg", "checkpoint": str(path), "alpha": 0.5, "chunk_frames": 10, "adapt_every": 1}}]
+    config = cluster_config(tmp_path, edges=1, cameras=cameras)
+    with running(config, yolox, fastestdet) as (config, nodes):
+        sessions = open_store(config.database.url)
+        start_run(sessions, "adapt", policy="edge-local", config_json=config.model_dump_json())
+        agent = CameraAgent(config, 1, "adapt", sessions)
+        stats = agent.run()
+        cloud_rounds = nodes[0]._selectors["adapt", 1].rounds
+    adapt = stats.adaptation
+    assert adapt.rounds >= 1 and adapt.rounds + adapt.skipped + adapt.failed == 3 and adapt.failed == 0
+    assert cloud_rounds == adapt.rounds and adapt.down_bytes == 130 * adapt.rounds and adapt.up_bytes > 0
+    agent.adaptation.apply()  # weights that came back after the last chunk
+    camera_head, trained_head = agent.scheme.selector.head[6].weight, selector.head[6].weight
+    assert not np.allclose(camera_head.detach().numpy(), trained_head.detach().numpy())
+    with pytest.raises(ConfigError, match="adapt_every: adapts AccMPEG"):
+        cluster_config(tmp_path, cameras=[{**cameras[0], "encoding": {"adapt_every": 1}}])
