@@ -5,6 +5,11 @@ and at what resolution; denying it the knobs the baselines have would compare fr
 not encoders. So on top of its block map it takes the uniform baseline's frame-rate divisor
 and resolution scale and Reducto's online frame filter (:func:`composed_knobs`); its sweep
 measures the block map at full rate (the paper's AccMPEG) and on top of each of them.
+
+``adapt_every=N`` (beyond the paper; :mod:`edgeva.accmpeg.adapt`): every N chunks the camera
+also uploads one high-quality frame and the server adapts the selector to the scene, its
+weights applied from the next chunk; the frame's bytes are in the chunk's upload, the weights'
+in ``ChunkOutcome.downlink_bytes``. Not in the sweep: ``edgeva eval --adapt-every N``.
 """
 
 from __future__ import annotations
