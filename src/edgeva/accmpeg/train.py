@@ -32,7 +32,7 @@ from edgeva.executor import Executor, SerialExecutor, TaskFailure
 from edgeva.models import create_detector, frames_to_tensor
 from edgeva.video import grid_shape, open_video, resize_even
 
-__all__ = ["TrainConfig", "train_selector", "epoch_batches", "selector_scores", "block_precision_recall", "own_scale", "evaluate_selector", "sample_indices", "ground_truth_masks"]
+__all__ = ["TrainConfig", "train_selector", "epoch_batches", "head_step", "frame_features", "selector_scores", "block_precision_recall", "own_scale", "evaluate_selector", "sample_indices", "ground_truth_masks"]
 
 
 @dataclass
@@ -82,7 +82,7 @@ def _read(video: str, indices: Sequence[int]) -> list[np.ndarray]:
 
 
 @torch.inference_mode()
-def _features(model: QualitySelector, frames: Sequence[np.ndarray], batch: int = 8) -> torch.Tensor:
+def frame_features(model: QualitySelector, frames: Sequence[np.ndarray], batch: int = 8) -> torch.Tensor:
     out = []
     for i in range(0, len(frames), batch):
         x = model.prepare(frames_to_tensor(frames[i : i + batch]))
@@ -112,15 +112,15 @@ def _video_features(model: QualitySelector, path: str, indices: Sequence[int], s
     key = (assets.file_identity(path) or path, tuple(indices), split, cfg.backbone, cfg.input_scale, tuple(cfg.scales))
     if key not in _feature_cache:
         frames = _read(path, indices)
-        as_is = _features(model, frames)
+        as_is = frame_features(model, frames)
         # A mirrored frame's blocks line up with the mirrored mask only when the padded width
         # is the frame width; otherwise the padding moves to the left and the grid shifts.
         aligned = split and as_is.shape[3] == grid_shape(*frames[0].shape[:2])[1]
-        mirrored = _features(model, [f[:, ::-1].copy() for f in frames[:split]]) if aligned else None
+        mirrored = frame_features(model, [f[:, ::-1].copy() for f in frames[:split]]) if aligned else None
         scaled = []
         for factor in cfg.scales if split else ():
             small = [resize_even(f, factor) for f in frames[:split]]
-            scaled.append((_features(model, small), grid_shape(*small[0].shape[:2])))
+            scaled.append((frame_features(model, small), grid_shape(*small[0].shape[:2])))
         _feature_cache[key] = _Features(frames[0].shape[:2], as_is, mirrored, scaled)
         if len(_feature_cache) > 16:
             _feature_cache.pop(next(iter(_feature_cache)))
@@ -155,6 +155,20 @@ def epoch_batches(train: Sequence[Sequence[tuple[torch.Tensor, torch.Tensor]]], 
         batches += [members[i : i + batch_size] for i in range(0, len(members), batch_size)]
     rng.shuffle(batches)
     return batches
+
+
+def head_step(model: QualitySelector, batch: Sequence[tuple[torch.Tensor, torch.Tensor]], optimizer: torch.optim.Optimizer, pos_weight: torch.Tensor) -> float:
+    """One optimisation step of the head on a batch of (frozen-backbone features, ground-truth
+    mask) pairs of one shape (cross-entropy, high-quality class weighted ``pos_weight``); the
+    mean loss. Training and online adaptation (:mod:`edgeva.accmpeg.adapt`) share it."""
+    feats = torch.cat([f for f, _ in batch]).float()
+    masks = torch.cat([m for _, m in batch])
+    logits = model.head(feats).squeeze(1)[:, : masks.shape[1], : masks.shape[2]]
+    loss = F.binary_cross_entropy_with_logits(logits, masks, pos_weight=pos_weight)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return loss.item()
 
 
 def _evaluate(model: QualitySelector, feats: list[torch.Tensor], masks: list[torch.Tensor], cfg: TrainConfig) -> dict[str, float]:
@@ -268,14 +282,7 @@ def train_selector(cfg: TrainConfig, *, on_stage: Callable[[str, int], Callable[
         model.head.train()
         total = 0.0
         for batch in epoch_batches(train, cfg.batch_size, rng):
-            feats = torch.cat([f for f, _ in batch]).float()
-            masks = torch.cat([m for _, m in batch])
-            logits = model.head(feats).squeeze(1)[:, : masks.shape[1], : masks.shape[2]]
-            loss = F.binary_cross_entropy_with_logits(logits, masks, pos_weight=pos_weight)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            total += loss.item() * len(batch)
+            total += head_step(model, batch, optimizer, pos_weight) * len(batch)
         scheduler.step()
         val = _evaluate(model, val_f or [v[0][0] for v in train], val_m or [v[0][1] for v in train], cfg)
         cfg.log(

@@ -95,6 +95,32 @@ def bench_oracle_cmd(
     print_rows("oracle AccGrad map vs uniform CRF at equal F1 (full resolution and frame rate)", rows, json_out)
 
 
+@bench_app.command("adapt")
+def bench_adapt_cmd(
+    selector: Annotated[Path, typer.Option(help="AccMPEG selector checkpoint (the demo's: `edgeva demo --out DIR` writes DIR/selector.pt).")],
+    videos: Annotated[str, typer.Option(help="Comma-separated videos.")] = "bottle-detection,store-aisle-detection,people-detection,fruit-and-vegetable-detection",
+    frames: Annotated[int, typer.Option(help="Frames per video (from the start).")] = 100,
+    adapt_every: Annotated[int, typer.Option(help="Chunks between the frames the camera uploads for adaptation.")] = 1,
+    adapt_layers: Annotated[str, typer.Option(help="What the server fine-tunes and sends back: last (the head's final layer) or head.")] = "last",
+    target_f1: Annotated[float, typer.Option(help="F1 at which bytes are compared (or the highest both reach).")] = 0.9,
+    json_out: JsonOpt = None,
+) -> None:
+    """Selector precision and AccMPEG bytes at the F1 target, first vs last half of each video, with and without online adaptation."""
+    from edgeva.bench.adapt import bench_adapt
+    from edgeva.errors import ConfigError
+
+    if adapt_every < 1:
+        raise ConfigError(f"--adapt-every {adapt_every}: must be >= 1")
+    if not selector.is_file():
+        raise ConfigError(f"{selector}: no such selector checkpoint")
+    try:
+        rows = bench_adapt(selector=str(selector), videos=[v for v in videos.split(",") if v], frames=frames, every=adapt_every, layers=adapt_layers,
+                           target_f1=target_f1, on_step=lambda m: console.print(m, markup=False, style="dim"))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    print_rows(f"online selector adaptation every {adapt_every} chunk(s), layers {adapt_layers}; {frames} frames; bytes include adaptation's", rows, json_out)
+
+
 @bench_app.command("eval")
 def bench_eval_cmd(
     videos: Annotated[str, typer.Option(help="Comma-separated videos.")] = "bottle-detection,store-aisle-detection",

@@ -88,6 +88,8 @@ def eval_cmd(
     rtt_ms: Annotated[float, typer.Option(help="Round-trip time.")] = 100.0,
     chunk: Annotated[int, typer.Option(help="Frames per chunk.")] = 10,
     no_sweep: Annotated[bool, typer.Option("--no-sweep", help="Only each scheme's default configuration.")] = False,
+    adapt_every: Annotated[int, typer.Option(help="AccMPEG adapts its selector online: every N chunks the camera uploads a frame, the server fine-tunes "
+                                                  "the selector on its AccGrad and sends weights back, all bytes counted (0: off; docs/accmpeg-selector.md).")] = 0,
     db: Annotated[str, typer.Option(help="Results database: a SQLite path or any SQLAlchemy URL.")] = DEFAULT_DB,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Recompute references and replays.")] = False,
     profile_videos: Annotated[str | None, typer.Option(help="Videos Reducto profiles its thresholds on (comma-separated; the evaluated one is always left out). Default: the sample videos.")] = None,
@@ -107,11 +109,14 @@ def eval_cmd(
         link = Link(bandwidth_mbps=link_mbps, streams=streams, rtt_ms=rtt_ms)
     except ValueError as exc:
         raise ConfigError(f"link: {exc}") from None
+    if adapt_every < 0:
+        raise ConfigError(f"--adapt-every {adapt_every}: must be >= 0 (0: off)")
     runner, resolved_device = build_executor(executor, address=ray_address, workers=workers, device=device)
     cfg = EvalConfig(
         videos=split_list(videos), schemes=split_list([schemes]), model=model, checkpoints={k: str(p) for k, p in (("selector", selector), ("crucio", crucio), ("mae", mae)) if p}, frames=frames,
         chunk=chunk, target_f1=target_f1, link=link, sweep=not no_sweep, use_cache=not no_cache,
         profile_videos=split_list([profile_videos]) if profile_videos else None, device=resolved_device,
+        scheme_options={"accmpeg": {"adapt_every": adapt_every}} if adapt_every else {},
     )
     with progress() as bar:
         def stage(description: str, total: int):
@@ -124,7 +129,7 @@ def eval_cmd(
     paths = write_outputs(result, out)
     settings = {"videos": list(cfg.videos), "schemes": list(cfg.schemes), "frames": frames, "chunk": chunk,
                 "link": {"mbps": link_mbps, "streams": streams, "rtt_ms": rtt_ms}, "sweep": cfg.sweep, "out": str(out),
-                "executor": executor, "device": resolved_device, "failures": result.failures}
+                "executor": executor, "device": resolved_device, "failures": result.failures, "adapt_every": adapt_every}
     selector_note = cfg.checkpoints.get("selector") or (f"leave-one-out from {selector_pool}" if selector_pool else None)
     run_id = save_eval(db, model=model, selector=selector_note, target_f1=target_f1, settings=settings, records=result.records, best=result.best)
     print_best(result.best, f"cheapest configuration reaching F1 >= {target_f1} (run {run_id})")

@@ -74,6 +74,11 @@ def camera(
     logging.getLogger("edgeva.camera").info(
         "camera %d: %d frames read, %s, %.1f KB sent, last node %s", node_id, stats.frames_read,
         dict(stats.states), stats.bytes_sent / 1000, stats.node)
+    if stats.adaptation is not None:
+        a = stats.adaptation
+        logging.getLogger("edgeva.camera").info(
+            "camera %d: selector adapted %d times (%d skipped, %d failed): %.1f KB of frames up, %.1f KB of weights down",
+            node_id, a.rounds, a.skipped, a.failed, a.up_bytes / 1000, a.down_bytes / 1000)
 
 
 def print_summary(summary: dict, title: str | None = None) -> None:

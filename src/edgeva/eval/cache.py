@@ -61,6 +61,7 @@ def outcomes_to_json(outcomes: list[ChunkOutcome]) -> dict:
         "chunks": [
             {
                 "first_frame": o.first_frame, "frames": o.frames, "sent_frames": o.sent_frames, "high_fraction": o.high_fraction,
+                "adapt": [o.adapt_up_bytes, o.downlink_bytes, o.adapt_server_s],
                 "rounds": [[r.camera_s, r.nbytes, r.server_s] for r in o.rounds],
                 "detections": [d.to_json() for d in o.detections],
             }
@@ -75,7 +76,7 @@ def outcomes_from_json(data: dict) -> list[ChunkOutcome] | None:
         return [
             ChunkOutcome(
                 c["first_frame"], c["frames"], [Exchange(*r) for r in c["rounds"]],
-                [Detections.from_json(d) for d in c["detections"]], c["sent_frames"], c["high_fraction"],
+                [Detections.from_json(d) for d in c["detections"]], c["sent_frames"], c["high_fraction"], *c.get("adapt", ()),
             )
             for c in data["chunks"]
         ]

@@ -21,6 +21,9 @@ class EvalConfig:
     # Per evaluated video (stem): kind -> path, overriding ``checkpoints`` for that video (the
     # leave-one-video-out selectors: each video's was trained without it).
     video_checkpoints: dict[str, dict[str, str]] = field(default_factory=dict)
+    # Per scheme, options added to every one of its configurations, e.g. {"accmpeg": {"adapt_every": 2}}
+    # (online selector adaptation, edgeva.accmpeg.adapt); part of each replay's cache key.
+    scheme_options: dict[str, dict] = field(default_factory=dict)
     frames: int | None = None  # per video, from the start
     chunk: int = 10
     target_f1: float = 0.9

@@ -56,7 +56,8 @@ class VideoPlan:
 
 
 def summarize(outcomes: list[ChunkOutcome], reference: list[Detections], *, fps: float, link: Link, score_threshold: float = 0.4, iou_threshold: float = 0.5) -> dict:
-    """Accuracy, bytes, delay and cost of one replay."""
+    """Accuracy, bytes, delay and cost of one replay. ``bytes`` is every byte moved: uplink
+    (chunks and any adaptation frames) plus downlink (adapted selector weights)."""
     results = [d for o in outcomes for d in o.detections]
     if len(results) != len(reference):
         raise ValueError(f"replay has results for {len(results)} frames, the reference for {len(reference)}")
@@ -67,10 +68,13 @@ def summarize(outcomes: list[ChunkOutcome], reference: list[Detections], *, fps:
     timings = chunk_timings(ready, [o.rounds for o in outcomes], link)
     delays = np.array([t.delay_s for t, o in zip(timings, outcomes, strict=True) if o.rounds] or [0.0])
     frames = len(results)
-    nbytes = sum(o.nbytes for o in outcomes)
+    uplink, downlink = sum(o.nbytes for o in outcomes), sum(o.downlink_bytes for o in outcomes)
+    nbytes = uplink + downlink  # all costs: an adapting selector's weights travel too
     return {
         "f1": acc["f1"], "precision": acc["precision"], "recall": acc["recall"],
         "bytes": nbytes, "kbps": nbytes * 8 / 1000 / (frames / fps),
+        "uplink_bytes": uplink, "adapt_up_bytes": sum(o.adapt_up_bytes for o in outcomes), "downlink_bytes": downlink,
+        "adapt_server_s": sum(o.adapt_server_s for o in outcomes),
         "frames": frames, "sent_frames": sum(o.sent_frames for o in outcomes),
         "delay_mean_s": float(delays.mean()), "delay_p95_s": float(np.percentile(delays, 95)),
         "camera_ms_per_frame": 1000 * sum(r.camera_s for o in outcomes for r in o.rounds) / frames,
@@ -172,7 +176,7 @@ class EvalWorker:
         frames, fps = self._video(path, cfg.frames)
         key, reference = self._reference(path, frames)
         ctx = self._context(path, frames, fps)
-        plan = [(name, config) for name in cfg.schemes for config in (scheme_class(name).sweep(ctx) if cfg.sweep else [{}])]
+        plan = [(name, {**config, **cfg.scheme_options.get(name, {})}) for name in cfg.schemes for config in (scheme_class(name).sweep(ctx) if cfg.sweep else [{}])]
         return VideoPlan(spec, path, Path(path).stem, len(frames), fps, key, plan, reference)
 
     def replay_key(self, video: VideoPlan, name: str, config: dict) -> dict:

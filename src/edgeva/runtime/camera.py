@@ -42,6 +42,7 @@ from edgeva import assets
 from edgeva.backoff import Backoff
 from edgeva.errors import ConfigError, EdgevaError
 from edgeva.filtering import FrameFilter
+from edgeva.runtime.adaptation import AdaptationStats, CameraAdaptation
 from edgeva.runtime.balance.coordinator import CameraBalancer
 from edgeva.runtime.config import ClusterConfig
 from edgeva.runtime.encoding import create_scheme
@@ -69,6 +70,7 @@ class CameraStats:
     bytes_sent: int = 0
     encode_s: float = 0.0
     node: str = ""  # node answering at the end of the run
+    adaptation: AdaptationStats | None = None  # accmpeg with encoding.adapt_every: the selector's online adaptation
 
 
 @dataclass
@@ -98,6 +100,7 @@ class CameraAgent:
             node = config.node(name)
             self.peers[name] = Peer(name, node.address, config.security, node.link.as_link())
         self.scheme = create_scheme(self.cam.encoding)
+        self.adaptation = CameraAdaptation(config, self.cam, run_id, self.scheme) if self.cam.encoding.adapt_every else None
         flt = config.camera_filter(self.cam)
         self.filter = FrameFilter(flt.feature, flt.threshold) if flt.enabled else None
         self._current = 0  # index into route of the node chunks go to
@@ -249,10 +252,14 @@ class CameraAgent:
                 self._drop(chunk_frames, f"backlog: {cam.max_inflight} chunks in flight")
                 return
             try:
+                if self.adaptation is not None:
+                    self.adaptation.apply()  # weights the cloud sent since the last chunk
                 quality = self.scheme.quality(chunk_frames.images, chunk_frames.indices[0])
                 chunk = encode_chunk(chunk_frames.images, quality, settings, first_frame=chunk_frames.indices[0])
                 request = pb.ChunkRequest(run=self.run_id, camera=cam.id, frames=chunk_frames.indices,
                                           captured=chunk_frames.captured, sent=time.time(), chunk=chunk_to_pb(chunk))
+                if self.adaptation is not None:
+                    self.adaptation.after_chunk(chunk_frames.images[0], settings)
                 chunk_frames.images = []  # the encoded bytes are all a retry needs
                 with self._stats_lock:
                     self.stats.bytes_sent += chunk.nbytes
@@ -369,6 +376,9 @@ class CameraAgent:
             if self.balancer is not None:
                 self.balancer.stop()
             pool.shutdown(wait=True)
+            if self.adaptation is not None:
+                self.adaptation.close()
+                self.stats.adaptation = self.adaptation.stats
             source.close()
             self.stats.node = self.route[self._current]
             self.stats.reconnects = source.reconnects

@@ -3,8 +3,11 @@ region-level inference, and the labelling + retraining service of continuous lea
 
 Besides the ``Ingest`` and ``Inference`` services every node has (a camera fails over to
 the cloud when its edges are gone), the cloud answers ``Cloud.InferRegions`` (crops of the
-regions an edge was unsure about) and ``Cloud.Retrain`` (label drift frames with the golden
-model, fine-tune the edge's FastestDet on them, return the new weights).
+regions an edge was unsure about), ``Cloud.Retrain`` (label drift frames with the golden
+model, fine-tune the edge's FastestDet on them, return the new weights) and
+``Cloud.AdaptSelector`` (an ``accmpeg`` camera's high-quality frame: AccGrad with the golden
+model, the camera's selector head fine-tuned on its frames so far, the weights returned;
+:mod:`edgeva.accmpeg.adapt`).
 """
 
 from __future__ import annotations
@@ -12,10 +15,12 @@ from __future__ import annotations
 import io
 import logging
 import threading
+import time
 
 import grpc
 import torch
 
+from edgeva.errors import EdgevaError
 from edgeva.models import create_detector
 from edgeva.runtime.admission import Deadline, Overloaded
 from edgeva.runtime.config import CLOUD, MAX_EPOCHS, MAX_LEARNING_RATE, ClusterConfig
@@ -38,10 +43,12 @@ class CloudNode(Node):
     def __init__(self, config: ClusterConfig, worker):
         super().__init__(config, config.cloud, CLOUD, worker)
         self._training = threading.Lock()  # one fine-tuning job at a time
+        self._selectors: dict[tuple[str, int], object] = {}  # (run, camera) -> HeadServer
+        self._accgrad_model = None  # the golden model's own instance for AccGrad (gradients), built on first use
 
     def services(self) -> dict[str, dict]:
         services = super().services()
-        services["Cloud"] = {"InferRegions": self.infer_regions, "Retrain": self.retrain}
+        services["Cloud"] = {"InferRegions": self.infer_regions, "Retrain": self.retrain, "AdaptSelector": self.adapt_selector}
         return services
 
     def infer_regions(self, request: pb.RegionsRequest, context: grpc.ServicerContext) -> pb.InferReply:
@@ -93,6 +100,44 @@ class CloudNode(Node):
                  origin, len(frames), result.objects, result.loss_before, result.loss_after, result.seconds)
         return pb.RetrainReply(weights=buffer.getvalue(), version=request.version + 1, labelled_objects=result.objects,
                                loss_before=result.loss_before, loss_after=result.loss_after, train_s=result.seconds)
+
+
+    def _head_server(self, run: str, camera_id: int):
+        """The (run, camera)'s selector head on the server side, created on its first frame."""
+        from edgeva.accmpeg.adapt import AdaptOptions, HeadServer
+        from edgeva.accmpeg.selector import load_selector
+
+        key = (run, camera_id)
+        if key not in self._selectors:
+            try:
+                encoding = self.config.camera(camera_id).encoding
+            except EdgevaError:
+                raise BadMessage(f"AdaptSelector: no camera {camera_id} in the cluster config") from None
+            if encoding.scheme != "accmpeg" or not encoding.adapt_every:
+                raise BadMessage(f"AdaptSelector: camera {camera_id} does not adapt a selector (encoding.adapt_every)")
+            if self._accgrad_model is None:
+                self._accgrad_model = create_detector(self.node.model)
+            selector = load_selector(encoding.checkpoint)
+            self._selectors[key] = HeadServer(selector, self._accgrad_model, AdaptOptions(every=encoding.adapt_every))
+        return self._selectors[key]
+
+    def adapt_selector(self, request: pb.SelectorRequest, context: grpc.ServicerContext) -> pb.SelectorReply:
+        """One adaptation round for a camera's selector: its frame's AccGrad, the head fine-tuned."""
+        deadline = Deadline.within(context.time_remaining())
+        frames = self._decode(request.frame)
+        if len(frames) != 1:
+            raise BadMessage(f"AdaptSelector: {len(frames)} frames, expected one")
+        if not self._training.acquire(timeout=deadline.remaining()):
+            raise Overloaded(f"{self.name}: another training job is still running")
+        try:
+            server = self._head_server(request.run, request.camera)
+            start = time.perf_counter()
+            weights = server.adapt(frames[0])
+            seconds = time.perf_counter() - start
+        finally:
+            self._training.release()
+        log.info("cloud: adapted camera %d's selector (round %d) in %.1f s", request.camera, server.rounds, seconds)
+        return pb.SelectorReply(weights=weights, round=server.rounds, train_s=seconds)
 
 
 def build_cloud(config: ClusterConfig) -> CloudNode:

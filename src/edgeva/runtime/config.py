@@ -291,6 +291,7 @@ class EncodingConfig(_Strict):
     checkpoint: Path | None = None  # accmpeg: the selector checkpoint
     alpha: float = Field(0.2, ge=0, le=1)  # accmpeg: high quality where selector probability >= alpha
     gamma: int | None = Field(None, ge=0)  # accmpeg: dilation in blocks (None: edgeva's default)
+    adapt_every: int = Field(0, ge=0)  # accmpeg: every this many chunks a frame goes to the cloud, which adapts the selector (0: off)
     codec: str = "h264"  # h264 | hevc | vp9
     preset: str = "veryfast"  # x264/x265 preset
     chunk_frames: int = Field(5, ge=1, le=120)  # sent frames per chunk
@@ -308,6 +309,8 @@ class EncodingConfig(_Strict):
                 raise ValueError("scheme accmpeg needs `checkpoint: PATH` (a selector from `edgeva selector train`)")
             if not self.checkpoint.is_file():
                 raise ValueError(f"checkpoint {self.checkpoint}: no such selector checkpoint")
+        elif self.adapt_every:
+            raise ValueError(f"adapt_every: adapts AccMPEG's selector, but scheme is {self.scheme}")
         return self
 
     @field_validator("codec")

@@ -47,9 +47,15 @@ class ChunkOutcome:
     detections: list[Detections]  # the server's final result for each frame of the chunk
     sent_frames: int  # frames that reached the server (the rest reuse an earlier result)
     high_fraction: float = 0.0  # mean fraction of macroblocks sent at high quality
+    # Online adaptation (AccMPEG's ``adapt_every``): bytes of the extra frame uploaded with
+    # this chunk (already inside ``rounds``), of the weights sent back, and the server's seconds.
+    adapt_up_bytes: int = 0
+    downlink_bytes: int = 0
+    adapt_server_s: float = 0.0
 
     @property
     def nbytes(self) -> int:
+        """Uplink bytes (the chunk's uploads, an adaptation frame included)."""
         return sum(r.nbytes for r in self.rounds)
 
 

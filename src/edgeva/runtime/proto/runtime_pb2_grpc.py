@@ -232,6 +232,11 @@ class CloudStub:
                 request_serializer=edgeva_dot_runtime_dot_proto_dot_runtime__pb2.RetrainRequest.SerializeToString,
                 response_deserializer=edgeva_dot_runtime_dot_proto_dot_runtime__pb2.RetrainReply.FromString,
                 _registered_method=True)
+        self.AdaptSelector = channel.unary_unary(
+                '/edgeva.runtime.Cloud/AdaptSelector',
+                request_serializer=edgeva_dot_runtime_dot_proto_dot_runtime__pb2.SelectorRequest.SerializeToString,
+                response_deserializer=edgeva_dot_runtime_dot_proto_dot_runtime__pb2.SelectorReply.FromString,
+                _registered_method=True)
 
 
 class CloudServicer:
@@ -249,6 +254,12 @@ class CloudServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AdaptSelector(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CloudServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -261,6 +272,11 @@ def add_CloudServicer_to_server(servicer, server):
                     servicer.Retrain,
                     request_deserializer=edgeva_dot_runtime_dot_proto_dot_runtime__pb2.RetrainRequest.FromString,
                     response_serializer=edgeva_dot_runtime_dot_proto_dot_runtime__pb2.RetrainReply.SerializeToString,
+            ),
+            'AdaptSelector': grpc.unary_unary_rpc_method_handler(
+                    servicer.AdaptSelector,
+                    request_deserializer=edgeva_dot_runtime_dot_proto_dot_runtime__pb2.SelectorRequest.FromString,
+                    response_serializer=edgeva_dot_runtime_dot_proto_dot_runtime__pb2.SelectorReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -317,6 +333,33 @@ class Cloud:
             '/edgeva.runtime.Cloud/Retrain',
             edgeva_dot_runtime_dot_proto_dot_runtime__pb2.RetrainRequest.SerializeToString,
             edgeva_dot_runtime_dot_proto_dot_runtime__pb2.RetrainReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AdaptSelector(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/edgeva.runtime.Cloud/AdaptSelector',
+            edgeva_dot_runtime_dot_proto_dot_runtime__pb2.SelectorRequest.SerializeToString,
+            edgeva_dot_runtime_dot_proto_dot_runtime__pb2.SelectorReply.FromString,
             options,
             channel_credentials,
             insecure,
