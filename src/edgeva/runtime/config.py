@@ -240,6 +240,7 @@ class NodeConfig(_Strict):
     model: str  # detector name (edgeva.models registry)
     input_size: tuple[int, int] | None = None  # detector input (height, width); None: the model's default
     threads: int = Field(1, ge=1)  # torch threads for inference
+    device: str = "cpu"  # torch device for this node's models: auto (a GPU when torch sees one) | cpu | cuda | cuda:N
     delay_factor: float = Field(1.0, ge=1.0)  # emulated compute budget: each inference takes this many times longer
     fps_cap: float | None = Field(None, gt=0)  # emulated compute budget: at most this many frames a second
     queue_size: int = Field(64, ge=1)  # frames held at once; a request that finds no room waits, then is refused
@@ -250,6 +251,13 @@ class NodeConfig(_Strict):
     @property
     def address(self) -> str:
         return host_port(self.host, self.port)
+
+    @field_validator("device")
+    @classmethod
+    def _device_syntax(cls, device: str) -> str:
+        from edgeva.device import check_device
+
+        return check_device(device)  # whether torch sees it is checked where the node runs
 
 
 class CloudConfig(NodeConfig):
@@ -278,6 +286,8 @@ class EdgeConfig(NodeConfig):
     @model_validator(mode="after")
     def _apps_worker(self) -> EdgeConfig:
         if self.worker == "apps":
+            if self.device != "cpu":
+                raise ValueError(f"device: {self.device}: worker apps runs on the CPU (device: cpu)")
             if self.apps_dir is None or self.apps_budget_ms is None:
                 raise ValueError("worker apps needs `apps_dir: PATH` and `apps_budget_ms: MS`")
             if not (self.apps_dir / "manifest.json").is_file():
@@ -424,6 +434,19 @@ class ClusterConfig(_Strict):
         home = f"edge-{camera.edge}"
         rest = camera.failover if camera.failover is not None else [e.name for e in self.edges if e.name != home] + [CLOUD]
         return [home] + [n for n in rest if n != home]
+
+    def device(self, name: str, *, cuda_count: int | None = None) -> str:
+        """The torch device node ``name`` runs its models on, resolved against what torch sees
+        on this machine (``cpu`` or ``cuda:N``; ``cuda_count`` overrides it, for tests).
+
+        Raises:
+            ConfigError: a CUDA device torch does not see, naming the key (``edges[1].device``).
+        """
+        from edgeva.device import resolve_device
+
+        node = self.node(name)
+        key = f"{CLOUD}.device" if name == CLOUD else f"edges[{self.edges.index(node)}].device"
+        return resolve_device(node.device, cuda_count=cuda_count, key=key)
 
     def node(self, name: str) -> NodeConfig:
         if name == CLOUD:

@@ -78,14 +78,15 @@ class DetectorWorker:
         score_threshold: keep objects at least this confident.
         input_size: detector input (height, width), or None for the model's default.
         detector: an already built detector of that name (else one is built).
+        device: resolved torch device (``cpu``, ``cuda:N``) the detector and its candidates run on.
     """
 
     def __init__(self, model: str, *, score_threshold: float = 0.3, input_size: tuple[int, int] | None = None,
-                 detector: Detector | None = None):
+                 detector: Detector | None = None, device: str = "cpu"):
         from edgeva.models import create_detector
 
         self.model_name = model
-        self._kwargs: dict = {"score_threshold": score_threshold}
+        self._kwargs: dict = {"score_threshold": score_threshold, "device": device}
         if input_size is not None:
             self._kwargs["input_size"] = input_size
         self.detector = detector if detector is not None else create_detector(model, **self._kwargs)
@@ -136,13 +137,14 @@ register_worker = WORKERS.register  # @register_worker(name): factory(node_confi
 list_workers = WORKERS.names
 
 
-def create_worker(name: str, node: NodeConfig, score_threshold: float) -> InferenceWorker:
-    return WORKERS[name](node, score_threshold)
+def create_worker(name: str, node: NodeConfig, score_threshold: float, *, device: str = "cpu") -> InferenceWorker:
+    """The worker ``name`` for ``node``, its models on ``device`` (resolved: ``cpu`` or ``cuda:N``)."""
+    return WORKERS[name](node.model_copy(update={"device": device}), score_threshold)
 
 
 @register_worker("detector")
 def _detector_worker(node: NodeConfig, score_threshold: float) -> InferenceWorker:
-    return DetectorWorker(node.model, score_threshold=score_threshold, input_size=node.input_size)
+    return DetectorWorker(node.model, score_threshold=score_threshold, input_size=node.input_size, device=node.device)
 
 
 @register_worker("apps")
