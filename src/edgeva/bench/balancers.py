@@ -5,7 +5,9 @@ interval (the imbalance over time); the stored runs give throughput, latency and
 The scenario (``configs/balancers.yaml``) makes balancing matter: edges of different speed
 (``delay_factor``), a busy and an idle camera on the wrong edges, and a camera that starts
 late. Policy ``edge-local``, so frames are inferred where their chunks land and only the
-balancer moves load.
+balancer moves load. For comparison, rows named after a per-frame offloading policy
+(``edge-shortest``: each frame to the edge with the shortest queue; ``edge-local``: the same
+as ``none``) run the same scenario with that policy and no balancer.
 """
 
 from __future__ import annotations
@@ -22,12 +24,13 @@ from sqlalchemy import select
 from edgeva.runtime.balance.optimizer import imbalance
 from edgeva.runtime.cluster import resolve_ports, run_cluster
 from edgeva.runtime.config import ClusterConfig
+from edgeva.runtime.policy import OFFLOAD_POLICIES
 from edgeva.runtime.rpc import Peer
 from edgeva.runtime.store import FrameRow, open_store
 
 __all__ = ["bench_balancers", "plot_balancers", "BALANCER_ORDER"]
 
-BALANCER_ORDER = ("none", "distream", "neuromesh")
+BALANCER_ORDER = ("none", "distream", "neuromesh", "edge-shortest")  # "none" runs policy edge-local
 
 
 class _Monitor:
@@ -67,6 +70,16 @@ def _latency_series(url: str, run_id: str, start: float) -> list[list[float]]:
     return sorted([round(c - start, 3), round((d - c) * 1000, 1)] for c, d in rows if c is not None and d is not None)
 
 
+def _scenario(config: ClusterConfig, name: str) -> ClusterConfig:
+    """``config`` under balancer ``name``, or under offloading policy ``name`` without a balancer."""
+    if name in OFFLOAD_POLICIES.names():
+        balancer, policy = "none", config.policy.model_copy(update={"name": name})
+    else:
+        balancer, policy = name, config.policy
+    section = config.balancer.model_validate({**config.balancer.model_dump(), "name": balancer})
+    return config.model_copy(update={"balancer": section, "policy": policy})
+
+
 def bench_balancers(config: ClusterConfig, *, balancers: list[str] | None = None,
                     out_dir: Path = Path("runs/bench-balancers"), progress: Callable | None = None) -> list[dict]:
     """One cluster run per balancer; one row each (the all-cameras summary and the series)."""
@@ -76,8 +89,7 @@ def bench_balancers(config: ClusterConfig, *, balancers: list[str] | None = None
     cache: dict = {}
     rows = []
     for name in balancers or list(BALANCER_ORDER):
-        section = config.balancer.model_validate({**config.balancer.model_dump(), "name": name})
-        run_config = resolve_ports(config.model_copy(update={"balancer": section}))
+        run_config = resolve_ports(_scenario(config, name))
         run_id = f"bench-{name}-{stamp}"
         started = time.time()
         with _Monitor(run_config, config.balancer.interval_s) as monitor:
@@ -88,7 +100,7 @@ def bench_balancers(config: ClusterConfig, *, balancers: list[str] | None = None
         loads = [[round(s["t"] - started, 2), *(round(x, 4) for x in s["loads"])] for s in monitor.samples]
         values = [i for _, i in series]
         rows.append({
-            "balancer": name, "throughput_fps": total["fps"], "latency_mean_ms": total["latency_ms"],
+            "balancer": name, "policy": run_config.policy.name, "throughput_fps": total["fps"], "latency_mean_ms": total["latency_ms"],
             "latency_p95_ms": total["p95_ms"], "f1": total["f1"], "frames_read": total["read"],
             "frames_accounted": total["recorded"], "inferred": total["inferred"], "dropped": total["dropped"],
             "seconds": total["seconds"], "imbalance_mean": float(np.mean(values)) if values else None,

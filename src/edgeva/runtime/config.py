@@ -19,6 +19,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Literal
 
+import numpy as np
 import yaml
 from pydantic import (
     BaseModel,
@@ -197,6 +198,20 @@ class BalancerConfig(_Strict):
     unit: float = Field(2.0, gt=0)  # distream: load units moved per step
     target: float = Field(0.3, ge=0)  # distream: stop once I <= this
     min_gain: float = Field(0.05, ge=0)  # move a camera only when it lowers I by at least this
+    # B_ij between edges in Mbit/s, {edge-1: {edge-2: 100, edge-3: 50}, ...}: neuromesh scales a move
+    # by B_ij / max(B). One direction per pair is enough (symmetric); every pair once given. Default: all equal.
+    bandwidth_mbps: dict[str, dict[str, Annotated[float, Field(gt=0)]]] | None = None
+
+    def bandwidth_matrix(self, edges: list[str]) -> np.ndarray | None:
+        """B_ij for ``edges`` (in that order; 0 on the diagonal), or None when not configured."""
+        if not self.bandwidth_mbps:
+            return None
+        matrix = np.zeros((len(edges), len(edges)))
+        for a, links in self.bandwidth_mbps.items():
+            for b, mbps in links.items():
+                if a in edges and b in edges:
+                    matrix[edges.index(a), edges.index(b)] = matrix[edges.index(b), edges.index(a)] = mbps
+        return matrix
 
     @field_validator("name")
     @classmethod
@@ -389,6 +404,7 @@ class ClusterConfig(_Strict):
         for name in self.balancer.capacities or {}:
             if name not in {e.name for e in self.edges}:
                 raise ValueError(f"balancer.capacities.{name}: no such edge (edges: {', '.join(e.name for e in self.edges)})")
+        self._bandwidth_pairs()
         nodes = {e.name for e in self.edges} | {CLOUD}
         for i, cam in enumerate(self.cameras):
             if cam.edge not in edge_ids:
@@ -397,6 +413,26 @@ class ClusterConfig(_Strict):
                 if name not in nodes:
                     raise ValueError(f"cameras[{i}].failover: unknown node {name!r} (nodes: {', '.join(sorted(nodes))})")
         return self
+
+    def _bandwidth_pairs(self) -> None:
+        """``balancer.bandwidth_mbps`` names edges, no edge twice, and every pair of edges once."""
+        given = self.balancer.bandwidth_mbps
+        if not given:
+            return
+        names = [e.name for e in self.edges]
+        pairs: dict[frozenset, float] = {}
+        for a, links in given.items():
+            for b, mbps in links.items():
+                for where, name in ((f"balancer.bandwidth_mbps.{a}", a), (f"balancer.bandwidth_mbps.{a}.{b}", b)):
+                    if name not in names:
+                        raise ValueError(f"{where}: no such edge (edges: {', '.join(names)})")
+                if a == b:
+                    raise ValueError(f"balancer.bandwidth_mbps.{a}.{b}: an edge has no link to itself")
+                if pairs.setdefault(frozenset((a, b)), mbps) != mbps:
+                    raise ValueError(f"balancer.bandwidth_mbps.{a}.{b}: {mbps} differs from {b}.{a} ({pairs[frozenset((a, b))]})")
+        missing = [f"{a}-{b}" for i, a in enumerate(names) for b in names[i + 1:] if frozenset((a, b)) not in pairs]
+        if missing:
+            raise ValueError(f"balancer.bandwidth_mbps: no bandwidth for {', '.join(missing)} (give every pair of edges)")
 
     def _listen_safely(self) -> None:
         if self.security.allow_insecure or self.security.secure:

@@ -56,6 +56,7 @@ class CameraBalancer:
         self.estimator = create_estimator(section.estimator)
         caps = section.capacities or {}
         self.capacities = np.array([caps.get(name, 1.0) for name in self.edges])
+        self.bandwidth = section.bandwidth_matrix(self.edges)  # B_ij between the route's edges, or None
         self.turn, self.turns = sorted(c.id for c in config.cameras).index(camera.cam.id), max(1, len(config.cameras))
         self.history: dict[str, list[float]] = {name: [] for name in self.edges}
         self.moves: list[tuple[float, str, str]] = []  # (time, from, to)
@@ -80,22 +81,20 @@ class CameraBalancer:
                 log.exception("%s: balancing step failed", self.camera.cam.name)
 
     def _poll(self) -> tuple[np.ndarray, np.ndarray] | None:
-        loads, service = [], []
-        for name in self.edges:
-            try:
-                status = self.camera.peers[name].status(timeout=min(1.0, self.section.interval_s))
-            except Exception:
-                return None  # an edge that does not answer is the fail-over's business, not the balancer's
-            service.append(max(status.service_s, 1e-3))
-            self.history[name].append(status.queue_length * service[-1])
-            loads.append(self._predict(name))
-        return np.array(loads), np.array(service)
-
-    def _predict(self, name: str) -> float:
-        history = self.history[name]
-        if isinstance(self.predictor, GruPredictor) and len(history) >= GRU_REFIT and len(history) % GRU_REFIT == 0:
-            self.predictor.fit([v for h in self.history.values() for v in h[-4 * GRU_REFIT:]])
-        return max(0.0, self.predictor.predict(history))
+        """Every edge's status, appended to the histories (all or none: they stay aligned), then
+        each edge's predicted next load from its history and its neighbours'."""
+        try:
+            statuses = [self.camera.peers[name].status(timeout=min(1.0, self.section.interval_s)) for name in self.edges]
+        except Exception:
+            return None  # an edge that does not answer is the fail-over's business, not the balancer's
+        service = np.array([max(status.service_s, 1e-3) for status in statuses])
+        for name, status, s in zip(self.edges, statuses, service, strict=True):
+            self.history[name].append(status.queue_length * s)
+        histories = list(self.history.values())
+        if isinstance(self.predictor, GruPredictor) and len(histories[0]) % GRU_REFIT == 0:
+            self.predictor.fit_edges([h[-4 * GRU_REFIT:] for h in histories])
+        loads = [max(0.0, self.predictor.predict(h, histories[:i] + histories[i + 1:])) for i, h in enumerate(histories)]
+        return np.array(loads), service
 
     def _worth_moving(self, loads: np.ndarray, service: np.ndarray, src: int, dst: int, per_s: float) -> bool:
         """Moving this camera's next interval of work from ``src`` to ``dst`` lowers I enough,
@@ -119,7 +118,7 @@ class CameraBalancer:
         if current not in self.edges:
             return None  # failed over to the cloud: not the balancer's to undo
         src = self.edges.index(current)
-        plan = self.balancer.plan(loads, self.capacities)
+        plan = self.balancer.plan(loads, self.capacities, self.bandwidth)
         per_s = self.estimator.load()  # frames this camera sends per second
         for dst in dict.fromkeys(m.target for m in plan.moves if m.source == src):
             if self._worth_moving(loads, service, src, dst, per_s):
