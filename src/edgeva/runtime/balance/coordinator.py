@@ -1,9 +1,10 @@
 """The balancer inside a running cluster: a camera decides which edge its next chunks go to.
 
 Least invasive wiring: no new service and no new message. Every ``interval_s`` a camera
-with a balancer polls the edges of its route (``Inference.Status``: queue length and
-seconds per frame, which the edges already serve), turns them into loads (seconds of work
-queued: L_i = queue length x seconds per frame), predicts the next interval's load with
+with a balancer polls the edges of its route (``Inference.Status``: queue length, frames
+arriving per second and seconds per frame), turns them into loads (seconds of work queued
+and arriving in the next interval: L_i = (queue length + arrival rate x interval_s) x
+seconds per frame; ``load: queued`` drops the arrivals), predicts the next interval's load with
 the configured predictor, and runs the balancer on the predicted loads. If the plan moves
 load off the camera's current edge, and moving this camera's own expected work (its
 content complexity, frames per second, times each edge's seconds per frame) to one of the
@@ -88,8 +89,9 @@ class CameraBalancer:
         except Exception:
             return None  # an edge that does not answer is the fail-over's business, not the balancer's
         service = np.array([max(status.service_s, 1e-3) for status in statuses])
+        arriving = self.section.interval_s if self.section.load == "queued-arriving" else 0.0
         for name, status, s in zip(self.edges, statuses, service, strict=True):
-            self.history[name].append(status.queue_length * s)
+            self.history[name].append((status.queue_length + status.arrival_fps * arriving) * s)
         histories = list(self.history.values())
         if isinstance(self.predictor, GruPredictor) and len(histories[0]) % GRU_REFIT == 0:
             self.predictor.fit_edges([h[-4 * GRU_REFIT:] for h in histories])
