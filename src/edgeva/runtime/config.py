@@ -198,9 +198,9 @@ class BalancerConfig(_Strict):
     unit: float = Field(2.0, gt=0)  # distream: load units moved per step
     target: float = Field(0.3, ge=0)  # distream: stop once I <= this
     min_gain: float = Field(0.05, ge=0)  # move a camera only when it lowers I by at least this
-    # L_i: `queued-arriving` = (queue length + frames arriving per second x interval_s) x seconds per frame
-    # (NeuroMesh's work queued and arriving); `queued` = queue length x seconds per frame (the backlog only)
-    load: Literal["queued", "queued-arriving"] = "queued-arriving"
+    # L_i: `queued` = queue length x seconds per frame (the backlog); `queued-arriving` adds the frames arriving
+    # per second x interval_s (NeuroMesh's "work queued and arriving"; measured no better here: docs/balancing.md)
+    load: Literal["queued", "queued-arriving"] = "queued"
     # B_ij between edges in Mbit/s, {edge-1: {edge-2: 100, edge-3: 50}, ...}: neuromesh scales a move
     # by B_ij / max(B). One direction per pair is enough (symmetric); every pair once given. Default: all equal.
     bandwidth_mbps: dict[str, dict[str, Annotated[float, Field(gt=0)]]] | None = None

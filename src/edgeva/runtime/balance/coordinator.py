@@ -2,9 +2,10 @@
 
 Least invasive wiring: no new service and no new message. Every ``interval_s`` a camera
 with a balancer polls the edges of its route (``Inference.Status``: queue length, frames
-arriving per second and seconds per frame), turns them into loads (seconds of work queued
+arriving per second and seconds per frame), turns them into loads (seconds of work queued,
 and arriving in the next interval: L_i = (queue length + arrival rate x interval_s) x
-seconds per frame; ``load: queued`` drops the arrivals), predicts the next interval's load with
+seconds per frame, with ``load: queued-arriving``; the default ``queued`` counts the backlog
+only), predicts the next interval's load with
 the configured predictor, and runs the balancer on the predicted loads. If the plan moves
 load off the camera's current edge, and moving this camera's own expected work (its
 content complexity, frames per second, times each edge's seconds per frame) to one of the

@@ -40,6 +40,10 @@ class Predictor:
 
     def fit_edges(self, traces: Sequence[Sequence[float]]) -> Predictor:
         """Fit on every edge's trace at once, each edge with the others as its neighbours."""
+        return self.fit_runs([traces])
+
+    def fit_runs(self, runs: Sequence[Sequence[Sequence[float]]]) -> Predictor:
+        """Fit on several recorded runs at once, each a list of every edge's trace."""
         return self
 
     def predict(self, history: Sequence[float], neighbours: Sequence[Sequence[float]] | None = None) -> float:
@@ -138,8 +142,9 @@ class GruPredictor(Predictor):
     def fit(self, trace: Sequence[float], neighbours: Sequence[Sequence[float]] | None = None) -> GruPredictor:
         return self._fit([self._windows(trace, neighbours)])
 
-    def fit_edges(self, traces: Sequence[Sequence[float]]) -> GruPredictor:
-        return self._fit([self._windows(t, [o for j, o in enumerate(traces) if j != i]) for i, t in enumerate(traces)])
+    def fit_runs(self, runs: Sequence[Sequence[Sequence[float]]]) -> GruPredictor:
+        return self._fit([self._windows(t, [o for j, o in enumerate(traces) if j != i])
+                          for traces in runs for i, t in enumerate(traces)])
 
     def _fit(self, parts: list[tuple[np.ndarray, ...]]) -> GruPredictor:
         import torch
