@@ -201,6 +201,9 @@ class BalancerConfig(_Strict):
     # L_i: `queued` = queue length x seconds per frame (the backlog); `queued-arriving` adds the frames arriving
     # per second x interval_s (NeuroMesh's "work queued and arriving"; measured no better here: docs/balancing.md)
     load: Literal["queued", "queued-arriving"] = "queued"
+    # split: a camera sends the share of its chunks that carries the plan's amount to the plan's target
+    # (the rest stays); false: whole cameras move, whatever the amount
+    split: bool = False
     # B_ij between edges in Mbit/s, {edge-1: {edge-2: 100, edge-3: 50}, ...}: neuromesh scales a move
     # by B_ij / max(B). One direction per pair is enough (symmetric); every pair once given. Default: all equal.
     bandwidth_mbps: dict[str, dict[str, Annotated[float, Field(gt=0)]]] | None = None

@@ -112,7 +112,7 @@ class CameraBalancer:
         return gain >= self.section.min_gain and trial[dst] < loads[src] and keeps_up
 
     def step(self, tick: int) -> str | None:
-        """One balancing interval; returns the edge the camera moved to, if it moved."""
+        """One balancing interval; returns the edge the camera moved (a share of) its chunks to."""
         polled = self._poll()
         if polled is None or tick % self.turns != self.turn:
             return None
@@ -123,13 +123,32 @@ class CameraBalancer:
         src = self.edges.index(current)
         plan = self.balancer.plan(loads, self.capacities, self.bandwidth)
         per_s = self.estimator.load()  # frames this camera sends per second
+        split = self.camera.split() if self.section.split else None
+        share, partner = (split[1], self.edges.index(split[0])) if split else (0.0, None)
+        back = sum(m.amount for m in plan.moves if (m.source, m.target) == (partner, src))
+        if back > 0:  # the plan moves load from the split's edge back to the current one: a smaller share
+            return self._apply(plan, partner, share - self._share_of(back, per_s, service[partner]), current)
         for dst in dict.fromkeys(m.target for m in plan.moves if m.source == src):
-            if self._worth_moving(loads, service, src, dst, per_s):
-                break
-        else:
-            return None
-        self.camera.retarget(self.edges[dst])
+            if partner not in (None, dst):
+                continue  # one other edge at a time
+            amount = sum(m.amount for m in plan.moves if m.source == src and m.target == dst)
+            delta = min(1.0 - share, self._share_of(amount, per_s, service[src])) if self.section.split else 1.0
+            if self._worth_moving(loads, service, src, dst, per_s * delta):
+                return self._apply(plan, dst, share + delta, current)
+        return None
+
+    def _share_of(self, amount: float, per_s: float, service_s: float) -> float:
+        """The share of this camera's chunks that carries ``amount`` seconds of work per interval."""
+        return amount / max(per_s * self.section.interval_s * service_s, 1e-9)
+
+    def _apply(self, plan, dst: int, share: float, current: str) -> str:
+        share = min(1.0, max(0.0, share))
+        self.camera.retarget(self.edges[dst], share)
         self.moves.append((time.time(), current, self.edges[dst]))
-        log.info("%s: balancer %s moves its next chunks %s -> %s (plan: I %.2f -> %.2f)", self.camera.cam.name,
-                 self.balancer.name, current, self.edges[dst], plan.before, plan.after)
+        if share >= 1.0:
+            log.info("%s: balancer %s moves its next chunks %s -> %s (plan: I %.2f -> %.2f)", self.camera.cam.name,
+                     self.balancer.name, current, self.edges[dst], plan.before, plan.after)
+        else:
+            log.info("%s: balancer %s sends %.0f%% of its next chunks to %s, the rest to %s (plan: I %.2f -> %.2f)",
+                     self.camera.cam.name, self.balancer.name, 100 * share, self.edges[dst], current, plan.before, plan.after)
         return self.edges[dst]
