@@ -89,8 +89,14 @@ def test_default_is_no_balancing():
         ({"name": "neuromesh", "interval_s": 0}, ["balancer.interval_s", "greater than 0"]),
         ({"name": "neuromesh", "predictor": "oracle"}, ["balancer.predictor", "oracle", "gru"]),
         ({"name": "neuromesh", "capacities": {"edge-9": 1.0}}, ["balancer.capacities.edge-9", "no such edge"]),
+        ({"name": "neuromesh", "bandwidth_mbps": {"edge-1": {"edge-2": 0}}}, ["balancer.bandwidth_mbps.edge-1.edge-2", "greater than 0"]),
+        ({"name": "neuromesh", "bandwidth_mbps": {"edge-1": {"edge-7": 10}}}, ["balancer.bandwidth_mbps.edge-1.edge-7", "no such edge"]),
+        ({"name": "neuromesh", "bandwidth_mbps": {"edge-1": {"edge-2": 10, "edge-3": 10}}}, ["balancer.bandwidth_mbps", "edge-2-edge-3"]),
+        ({"name": "neuromesh", "bandwidth_mbps": {"edge-1": {"edge-2": 10}, "edge-2": {"edge-1": 20}}},
+         ["balancer.bandwidth_mbps.edge-2.edge-1", "differs"]),
     ],
-    ids=["unknown-name", "negative-capacity", "zero-interval", "unknown-predictor", "unknown-edge"],
+    ids=["unknown-name", "negative-capacity", "zero-interval", "unknown-predictor", "unknown-edge", "zero-bandwidth",
+         "bandwidth-unknown-edge", "bandwidth-missing-pair", "bandwidth-asymmetric"],
 )
 def test_bad_balancer_section_is_one_line_naming_the_key(tmp_path, balancer, names):
     with pytest.raises(ConfigError) as info:
@@ -99,3 +105,19 @@ def test_bad_balancer_section_is_one_line_naming_the_key(tmp_path, balancer, nam
     assert "\n" not in message
     for name in names:
         assert name in message
+
+
+def test_bandwidth_from_the_yaml_scales_the_greedy_move(tmp_path):
+    """B_ij from `balancer.bandwidth_mbps` (one direction per pair): the first NeuroMesh move from
+    edge-1 (load 6) to edge-2 (load 0) is (6 - 0) / 2 = 3 units scaled by B_12 / max(B) = 50 / 100."""
+    config = load_config(_write(tmp_path, {"name": "neuromesh", "bandwidth_mbps": {
+        "edge-1": {"edge-2": 50, "edge-3": 100}, "edge-3": {"edge-2": 100}}}))
+    names = [e.name for e in config.edges]
+    matrix = config.balancer.bandwidth_matrix(names)
+    assert matrix.tolist() == [[0, 50, 100], [50, 0, 100], [100, 100, 0]]
+    plan = NeuroMesh().plan([6.0, 0.0, 2.0], [1.0, 1.0, 1.0], matrix)
+    first = plan.moves[0]
+    assert (first.source, first.target, first.amount) == (0, 1, pytest.approx(1.5))
+    assert NeuroMesh().plan([6.0, 0.0, 2.0], [1.0, 1.0, 1.0]).moves[0].amount == pytest.approx(3.0)  # no B: factor 1
+    assert config.balancer.bandwidth_matrix(["edge-3", "edge-1"]).tolist() == [[0, 100], [100, 0]]  # a camera's route
+    assert load_config("cluster").balancer.bandwidth_matrix(names) is None

@@ -165,6 +165,20 @@ def test_queue_emulates_compute_budget(delay_factor, fps_cap, expected):
         q.stop()
 
 
+def test_queue_reports_the_frames_arriving_over_the_last_second():
+    """The balancer's `queued-arriving` load: frames queued in the last second, then none."""
+    q = InferenceQueue(_SleepWorker(0.001), queue_size=16)
+    try:
+        image = np.zeros((8, 8, 3), np.uint8)
+        assert q.arrival_fps == 0.0
+        q.infer_now([image] * 6, timeout=10)
+        assert q.arrival_fps == 6.0
+        time.sleep(q.ARRIVAL_WINDOW_S + 0.05)
+        assert q.arrival_fps == 0.0
+    finally:
+        q.stop()
+
+
 def test_drift_collector_keeps_least_confident_frames_per_window():
     collector = DriftCollector(window=5, keep=2)
     scores = [0.9, 0.2, 0.8, 0.1, 0.7]

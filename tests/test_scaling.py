@@ -209,6 +209,39 @@ def test_serial_and_ray_write_identical_results(local_ray, tmp_path):
     assert serial.failures == parallel.failures == []
 
 
+def test_a_worker_killed_mid_task_fails_only_that_task(local_ray, monkeypatch):
+    """A Ray worker process that dies mid-task (here inside the cache write, after the data and
+    before the rename: as an OOM kill would) fails that task alone: the task queued behind it
+    on the same actor runs on the restarted actor, the other worker's tasks go on, the failure
+    is recorded against (video, scheme, config), and the cache holds no entry for it."""
+
+    class DiesInCacheWrite(EvalWorker):  # defined here: Ray ships it to the workers by value
+        def replay(self, video, name, config):
+            if (video.name, name) == ("people-detection", "uniform"):
+                os.fsync = lambda fd: os._exit(1)  # the worker process exits inside store_entry
+            return super().replay(video, name, config)
+
+    monkeypatch.setattr("edgeva.eval.harness.EvalWorker", DiesInCacheWrite)
+    cfg = EvalConfig(videos=VIDEOS, schemes=SCHEMES, frames=7, sweep=False)  # 7: keys no other test writes
+    lines: list[str] = []
+    result = evaluate(cfg, log=lines.append, executor=create_executor("ray", workers=2))
+    assert [(f["video"], f["scheme"], f["config"]) for f in result.failures] == [("people-detection", "uniform", {"default": True})], result.failures
+    assert "worker process died" in result.failures[0]["error"]
+    assert [line.split(": ")[1] for line in lines] == ["people-detection / uniform / default"]
+    assert [(r["video"], r["scheme"]) for r in result.records] == [
+        ("people-detection", "eaar"), ("bottle-detection", "uniform"), ("bottle-detection", "eaar")]
+    assert all(r["bytes"] > 0 and r["frames"] == 7 for r in result.records)
+    probe = EvalWorker(cfg, _check_checkpoints(cfg, print))
+    for spec in VIDEOS:
+        video = probe.reference(spec)
+        for name, config in video.plan:
+            path = cache_file("replay", probe.replay_key(video, name, config))
+            if (video.name, name) == ("people-detection", "uniform"):
+                assert not path.exists() and list(path.parent.glob(f".{path.stem}.*.tmp"))  # died mid-write: never published
+            else:
+                assert outcomes_from_json(load_entry(path)) is not None
+
+
 # -- AccGrad generation ---------------------------------------------------------------------
 def test_accgrad_task_groups_are_whole_chunks_ending_on_a_batch():
     from edgeva.accmpeg.parallel import task_groups

@@ -17,6 +17,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -176,6 +177,8 @@ def _ray():
 
 
 class _RayPool(WorkerPool):
+    MAX_RESTARTS = 1  # Ray restarts a dead worker (its process killed, out of memory, node lost) once
+
     def __init__(self, ray: Any, actors: list[Any]):
         self.ray, self.actors, self.size = ray, actors, len(actors)
 
@@ -189,31 +192,104 @@ class _RayPool(WorkerPool):
         self.actors = []
 
     def map(self, method: str, calls: Sequence[tuple], on_done: OnDone | None = None) -> list[Any]:
-        ray = self.ray
-        results: list[Any] = [None] * len(calls)
-        queue = list(enumerate(calls))[::-1]
-        pending: dict[Any, tuple[int, Any]] = {}
+        return _RayMap(self.ray, self.actors, self.MAX_RESTARTS, method, calls, on_done).run()
 
-        def submit(actor: Any) -> None:
-            if queue:
-                index, call = queue.pop()
-                pending[getattr(actor, method).remote(*call)] = (index, actor)
 
-        for actor in self.actors:  # two calls in flight per actor: the next one waits at the actor
-            submit(actor)
-            submit(actor)
-        while pending:
-            [ref], _ = ray.wait(list(pending), num_returns=1)
-            index, actor = pending.pop(ref)
+class _RayMap:
+    """One :meth:`_RayPool.map`: two calls in flight per actor (the next one waits at the actor).
+
+    When an actor's process dies, every call in flight on it fails with Ray's ``ActorDiedError``;
+    only the oldest of them was running (an actor runs its calls in order), so that one is the
+    failed task and the calls queued behind it go back to the queue. The actor gets calls again
+    once Ray has restarted it (a probe answers); calls refused while it restarts
+    (``ActorUnavailableError``) did not run and are queued again. An actor that died more often
+    than Ray restarts it gets no more calls; the others take them.
+    """
+
+    PROBE = -1  # the call index of a readiness probe
+
+    def __init__(self, ray: Any, actors: list[Any], max_restarts: int, method: str, calls: Sequence[tuple],
+                 on_done: OnDone | None):
+        self.ray, self.method, self.calls, self.on_done, self.max_restarts = ray, method, calls, on_done, max_restarts
+        self.results: list[Any] = [None] * len(calls)
+        self.queue = list(range(len(calls)))[::-1]  # popped from the end: call order
+        self.pending: dict[Any, tuple[int, int]] = {}  # ref -> (call index or PROBE, actor slot)
+        self.in_flight: list[list[Any]] = [[] for _ in actors]  # per actor slot, call refs in submission order
+        self.deaths = [0] * len(actors)
+        self.actors = actors
+
+    def usable(self, slot: int) -> bool:
+        return self.deaths[slot] <= self.max_restarts
+
+    def fill(self, slot: int) -> None:
+        while self.queue and self.usable(slot) and len(self.in_flight[slot]) < 2:
+            index = self.queue.pop()
+            ref = getattr(self.actors[slot], self.method).remote(*self.calls[index])
+            self.pending[ref] = (index, slot)
+            self.in_flight[slot].append(ref)
+
+    def fill_all(self) -> None:
+        for slot in range(len(self.actors)):
+            if not any(s == slot and i == self.PROBE for i, s in self.pending.values()):
+                self.fill(slot)
+
+    def finish(self, index: int, result: Any) -> None:
+        self.results[index] = result
+        if self.on_done:
+            self.on_done(index, result)
+
+    def run(self) -> list[Any]:
+        from ray.exceptions import ActorUnavailableError, RayActorError
+
+        self.fill_all()
+        while self.pending:
+            [ref], _ = self.ray.wait(list(self.pending), num_returns=1)
+            index, slot = self.pending.pop(ref)
             try:
-                results[index] = ray.get(ref)
+                result = self.ray.get(ref)
+            except ActorUnavailableError:  # restarting: the call did not run
+                self.requeue(slot, ref, index)
+            except RayActorError as exc:
+                if index == self.PROBE:  # the restart failed: the actor is gone
+                    self.deaths[slot] = self.max_restarts + 1
+                else:
+                    self.actor_died(slot, ref, index, exc)
             except Exception as exc:  # noqa: BLE001  (recorded; the other tasks go on)
                 cause = getattr(exc, "cause", None) or exc  # RayTaskError wraps the worker's exception
-                results[index] = TaskFailure(index, one_line(cause), cause)
-            if on_done:
-                on_done(index, results[index])
-            submit(actor)
-        return results
+                self.in_flight[slot].remove(ref)
+                self.finish(index, TaskFailure(index, one_line(cause), cause))
+            else:
+                if index != self.PROBE:
+                    self.in_flight[slot].remove(ref)
+                    self.finish(index, result)
+            self.fill_all()
+        for index in self.queue[::-1]:  # only when every actor died for good
+            self.finish(index, TaskFailure(index, "no Ray worker left: every worker process died", RuntimeError()))
+        return self.results
+
+    def probe(self, slot: int, *, wait_s: float = 0.0) -> None:
+        """Give ``slot`` calls again once it answers (Ray restarts a dead actor in the background)."""
+        if self.usable(slot):
+            time.sleep(wait_s)
+            self.pending[self.actors[slot].__ray_ready__.remote()] = (self.PROBE, slot)
+
+    def requeue(self, slot: int, ref: Any, index: int) -> None:
+        if index != self.PROBE:
+            self.in_flight[slot].remove(ref)
+            self.queue.append(index)
+        if not any(s == slot and i == self.PROBE for i, s in self.pending.values()):
+            self.probe(slot, wait_s=0.2)
+
+    def actor_died(self, slot: int, ref: Any, index: int, exc: Exception) -> None:
+        refs, self.in_flight[slot] = self.in_flight[slot], []
+        indices = [index if r == ref else self.pending.pop(r)[0] for r in refs]
+        self.deaths[slot] += 1
+        failed, *behind = indices
+        self.queue.extend(behind[::-1])  # next out of the queue, in call order
+        detail = " ".join(str(exc).split())[:160]
+        error = f"the Ray worker process died while running it (killed, out of memory or its node lost): {detail}"
+        self.finish(failed, TaskFailure(failed, error, exc))
+        self.probe(slot)
 
 
 @EXECUTORS.register("ray")
@@ -260,7 +336,7 @@ class RayExecutor(Executor):
         if self.gpus_per_worker and resources.get("GPU", 0) < self.gpus_per_worker:
             raise ConfigError("--device cuda: the Ray cluster has no GPU (its workers would wait for one forever)")
         count = self.workers or max(1, int(resources.get("CPU", 1)))
-        remote = ray.remote(num_cpus=1, num_gpus=self.gpus_per_worker, max_restarts=1)(factory)
+        remote = ray.remote(num_cpus=1, num_gpus=self.gpus_per_worker, max_restarts=_RayPool.MAX_RESTARTS)(factory)
         actors = [remote.remote(*args) for _ in range(count)]
         try:
             ray.get([a.__ray_ready__.remote() for a in actors])  # a worker that cannot build its models fails here, once

@@ -226,23 +226,26 @@ def bench_faults_cmd(
 @bench_app.command("balancers")
 def bench_balancers_cmd(
     config: ConfigOpt = "balancers",
-    balancers: Annotated[list[str] | None, typer.Option("--balancer", help="Balancers to compare (repeat; default: none, distream, neuromesh).")] = None,
+    balancers: Annotated[list[str] | None, typer.Option("--balancer", help="Balancers to compare, or offloading policies run without one (repeat; default: none, distream, neuromesh, edge-shortest).")] = None,
     logs: Annotated[Path, typer.Option(help="Folder for logs, the benchmark's database and the plot.")] = Path("runs/bench-balancers"),
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write one object per balancer as JSON.")] = None,
+    repeat: Annotated[int, typer.Option(min=1, help="Runs per balancer, interleaved; rates and latencies averaged.")] = 1,
 ) -> None:
     """Run one scenario (heterogeneous edges, busy/idle/late cameras) under each balancer; print
     throughput, latency, F1 and the mean imbalance; plot imbalance and latency over time (PNG)."""
     from edgeva.bench.balancers import bench_balancers, plot_balancers
     from edgeva.runtime.balance.optimizer import BALANCERS
+    from edgeva.runtime.policy import OFFLOAD_POLICIES
 
     _logging(verbose=False)
     for name in balancers or []:
-        try:
-            BALANCERS.check(name)
-        except ValueError as exc:
-            raise EdgevaError(f"--balancer: {exc}") from None
-    rows = bench_balancers(_load(config), balancers=balancers, out_dir=logs, progress=_progress)
-    columns = ("balancer", "throughput_fps", "latency_mean_ms", "latency_p95_ms", "f1", "frames_read", "frames_accounted",
+        if name not in OFFLOAD_POLICIES.names():
+            try:
+                BALANCERS.check(name)
+            except ValueError as exc:
+                raise EdgevaError(f"--balancer: {exc} (or an offloading policy: {', '.join(OFFLOAD_POLICIES.names())})") from None
+    rows = bench_balancers(_load(config), balancers=balancers, repeat=repeat, out_dir=logs, progress=_progress)
+    columns = ("balancer", "policy", "throughput_fps", "latency_mean_ms", "latency_p95_ms", "f1", "frames_read", "frames_accounted",
                "dropped", "imbalance_mean")
     print_rows("balancers (all cameras together)", [{c: r[c] for c in columns} for r in rows])
     console.print(f"imbalance and latency over time: {plot_balancers(rows, logs / 'balancers.png')}")

@@ -104,6 +104,8 @@ class CameraAgent:
         flt = config.camera_filter(self.cam)
         self.filter = FrameFilter(flt.feature, flt.threshold) if flt.enabled else None
         self._current = 0  # index into route of the node chunks go to
+        self._split: tuple[int, float] | None = None  # (route index, share): the balancer's share of chunks sent there
+        self._split_credit = 0.0  # smooth weighted round robin between the current node and the split's
         self._route_lock = threading.Lock()
         self.stats = CameraStats(camera_id)
         self._stats_lock = threading.Lock()
@@ -114,10 +116,33 @@ class CameraAgent:
         with self._route_lock:
             return self.route[self._current]
 
-    def retarget(self, name: str) -> None:
-        """Send the next chunks to ``name`` (the balancer's decision); chunks in flight stay put."""
+    def retarget(self, name: str, share: float = 1.0) -> None:
+        """Send ``share`` of the next chunks to ``name``, the rest to the current node (the
+        balancer's decision; ``share`` 1: all of them, and ``name`` becomes the current node;
+        0: none). Chunks in flight stay put."""
         with self._route_lock:
-            self._current = self.route.index(name)
+            index = self.route.index(name)
+            if share >= 1.0 or index == self._current:
+                self._current, self._split = (index, None) if share >= 1.0 else (self._current, None)
+            else:
+                self._split = (index, share) if share > 0.0 else None
+            self._split_credit = 0.0
+
+    def split(self) -> tuple[str, float] | None:
+        """The node the balancer sends a share of the chunks to, and that share (None: no split)."""
+        with self._route_lock:
+            return (self.route[self._split[0]], self._split[1]) if self._split else None
+
+    def _pick(self) -> int:
+        """Route index for the next chunk (call with the route lock held)."""
+        if self._split is None:
+            return self._current
+        index, share = self._split
+        self._split_credit += share
+        if self._split_credit >= 1.0:
+            self._split_credit -= 1.0
+            return index
+        return self._current
 
     # -- delivery ----------------------------------------------------------------------------
     def connect(self, timeout: float) -> str:
@@ -157,7 +182,7 @@ class CameraAgent:
         tried = 0
         while tried < len(self.route):
             with self._route_lock:
-                index = self._current
+                index = self._pick() if tried == 0 else self._current
             name = self.route[index]
             try:
                 reply = self.peers[name].call_with_retry(
@@ -174,7 +199,9 @@ class CameraAgent:
                     return
                 tried += 1
                 with self._route_lock:
-                    if self._current == index:
+                    if self._split and self._split[0] == index:  # the balancer's other edge: back to the current one
+                        self._split = None
+                    elif self._current == index:
                         self._current = (index + 1) % len(self.route)
                         log.warning("%s: %s; failing over to %s", self.cam.name, exc, self.route[self._current])
                         self.ops.failover(self.route[self._current])

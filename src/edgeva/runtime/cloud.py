@@ -28,7 +28,7 @@ from edgeva.runtime.learning import fine_tune
 from edgeva.runtime.node import Node
 from edgeva.runtime.rpc import pb
 from edgeva.runtime.wire import BadMessage, detections_to_pb
-from edgeva.runtime.worker import create_worker
+from edgeva.runtime.worker import DetectorWorker, create_worker
 
 __all__ = ["CloudNode", "build_cloud", "MAX_RETRAIN_FRAMES"]
 
@@ -82,7 +82,8 @@ class CloudNode(Node):
             raise BadMessage(f"Retrain from {origin}: learning_rate={rate} outside (0, {MAX_LEARNING_RATE}]")
         deadline = Deadline.within(context.time_remaining())
         frames = [self._decode(chunk)[0] for chunk in request.frames]
-        model = create_detector("fastestdet")
+        device = self.worker.detector.device if isinstance(self.worker, DetectorWorker) else "cpu"
+        model = create_detector("fastestdet", device=str(device))  # fine-tuned where the golden model runs
         try:
             model.load_state_dict(torch.load(io.BytesIO(request.weights), map_location="cpu", weights_only=True))
         except Exception as exc:  # not a FastestDet state dict
@@ -141,5 +142,9 @@ class CloudNode(Node):
 
 
 def build_cloud(config: ClusterConfig) -> CloudNode:
-    """The cloud node with its golden model (not started)."""
-    return CloudNode(config, create_worker("detector", config.cloud, 0.3))
+    """The cloud node with its golden model on its ``device`` (not started).
+
+    Raises:
+        ConfigError: the cloud's ``device`` is a GPU torch does not see here.
+    """
+    return CloudNode(config, create_worker("detector", config.cloud, 0.3, device=config.device(CLOUD)))

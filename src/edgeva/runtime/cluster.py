@@ -159,7 +159,7 @@ def reference_frames(camera: CameraRow):
                       limit=camera.frames_read)
 
 
-def evaluate_run(sessions, run_id: str, model: str, *, threads: int = 1, progress: Callable | None = None,
+def evaluate_run(sessions, run_id: str, model: str, *, threads: int = 1, device: str = "cpu", progress: Callable | None = None,
                  cache: dict | None = None) -> None:
     """Store the golden model's detections on the original frames of every camera of a run.
 
@@ -181,7 +181,7 @@ def evaluate_run(sessions, run_id: str, model: str, *, threads: int = 1, progres
             continue
         key = (cam.source, cam.start, cam.step, cam.width, cam.height, cam.frames_read)
         if cache is None or key not in cache:
-            detector = detector or create_detector(model)
+            detector = detector or create_detector(model, device=device)
             frames = reference_frames(cam)
             items = progress(frames, f"golden {model} on camera {cam.camera}", cam.frames_read) if progress else frames
             refs = {f.index: detector.detect([f.image])[0] for f in items}  # one at a time: sources may be long
@@ -225,6 +225,7 @@ def run_cluster(config: ClusterConfig, *, run_id: str, log_dir: Path, evaluate: 
         start_timeout: seconds each node may take to answer.
     """
     config = resolve_ports(config).model_copy(update={"run": run_id})
+    devices = {name: config.device(name) for name in [CLOUD, *(e.name for e in config.edges)]}  # one line, before any start
     log_dir.mkdir(parents=True, exist_ok=True)
     path = log_dir / "config.yaml"
     text, env = _child_config(config)
@@ -262,5 +263,5 @@ def run_cluster(config: ClusterConfig, *, run_id: str, log_dir: Path, evaluate: 
         raise EdgevaError(f"run {run_id} failed; logs in {log_dir}")
     if evaluate:
         evaluate_run(sessions, run_id, config.cloud.model, threads=config.cloud.threads, progress=progress,
-                     cache=reference_cache)
+                     cache=reference_cache, device=devices[CLOUD])
     return summarize(sessions, run_id)

@@ -19,6 +19,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Literal
 
+import numpy as np
 import yaml
 from pydantic import (
     BaseModel,
@@ -197,6 +198,26 @@ class BalancerConfig(_Strict):
     unit: float = Field(2.0, gt=0)  # distream: load units moved per step
     target: float = Field(0.3, ge=0)  # distream: stop once I <= this
     min_gain: float = Field(0.05, ge=0)  # move a camera only when it lowers I by at least this
+    # L_i: `queued` = queue length x seconds per frame (the backlog); `queued-arriving` adds the frames arriving
+    # per second x interval_s (NeuroMesh's "work queued and arriving"; measured no better here: docs/balancing.md)
+    load: Literal["queued", "queued-arriving"] = "queued"
+    # split: a camera sends the share of its chunks that carries the plan's amount to the plan's target
+    # (the rest stays); false: whole cameras move, whatever the amount
+    split: bool = False
+    # B_ij between edges in Mbit/s, {edge-1: {edge-2: 100, edge-3: 50}, ...}: neuromesh scales a move
+    # by B_ij / max(B). One direction per pair is enough (symmetric); every pair once given. Default: all equal.
+    bandwidth_mbps: dict[str, dict[str, Annotated[float, Field(gt=0)]]] | None = None
+
+    def bandwidth_matrix(self, edges: list[str]) -> np.ndarray | None:
+        """B_ij for ``edges`` (in that order; 0 on the diagonal), or None when not configured."""
+        if not self.bandwidth_mbps:
+            return None
+        matrix = np.zeros((len(edges), len(edges)))
+        for a, links in self.bandwidth_mbps.items():
+            for b, mbps in links.items():
+                if a in edges and b in edges:
+                    matrix[edges.index(a), edges.index(b)] = matrix[edges.index(b), edges.index(a)] = mbps
+        return matrix
 
     @field_validator("name")
     @classmethod
@@ -240,6 +261,7 @@ class NodeConfig(_Strict):
     model: str  # detector name (edgeva.models registry)
     input_size: tuple[int, int] | None = None  # detector input (height, width); None: the model's default
     threads: int = Field(1, ge=1)  # torch threads for inference
+    device: str = "cpu"  # torch device for this node's models: auto (a GPU when torch sees one) | cpu | cuda | cuda:N
     delay_factor: float = Field(1.0, ge=1.0)  # emulated compute budget: each inference takes this many times longer
     fps_cap: float | None = Field(None, gt=0)  # emulated compute budget: at most this many frames a second
     queue_size: int = Field(64, ge=1)  # frames held at once; a request that finds no room waits, then is refused
@@ -250,6 +272,13 @@ class NodeConfig(_Strict):
     @property
     def address(self) -> str:
         return host_port(self.host, self.port)
+
+    @field_validator("device")
+    @classmethod
+    def _device_syntax(cls, device: str) -> str:
+        from edgeva.device import check_device
+
+        return check_device(device)  # whether torch sees it is checked where the node runs
 
 
 class CloudConfig(NodeConfig):
@@ -278,6 +307,8 @@ class EdgeConfig(NodeConfig):
     @model_validator(mode="after")
     def _apps_worker(self) -> EdgeConfig:
         if self.worker == "apps":
+            if self.device != "cpu":
+                raise ValueError(f"device: {self.device}: worker apps runs on the CPU (device: cpu)")
             if self.apps_dir is None or self.apps_budget_ms is None:
                 raise ValueError("worker apps needs `apps_dir: PATH` and `apps_budget_ms: MS`")
             if not (self.apps_dir / "manifest.json").is_file():
@@ -382,6 +413,7 @@ class ClusterConfig(_Strict):
         for name in self.balancer.capacities or {}:
             if name not in {e.name for e in self.edges}:
                 raise ValueError(f"balancer.capacities.{name}: no such edge (edges: {', '.join(e.name for e in self.edges)})")
+        self._bandwidth_pairs()
         nodes = {e.name for e in self.edges} | {CLOUD}
         for i, cam in enumerate(self.cameras):
             if cam.edge not in edge_ids:
@@ -390,6 +422,26 @@ class ClusterConfig(_Strict):
                 if name not in nodes:
                     raise ValueError(f"cameras[{i}].failover: unknown node {name!r} (nodes: {', '.join(sorted(nodes))})")
         return self
+
+    def _bandwidth_pairs(self) -> None:
+        """``balancer.bandwidth_mbps`` names edges, no edge twice, and every pair of edges once."""
+        given = self.balancer.bandwidth_mbps
+        if not given:
+            return
+        names = [e.name for e in self.edges]
+        pairs: dict[frozenset, float] = {}
+        for a, links in given.items():
+            for b, mbps in links.items():
+                for where, name in ((f"balancer.bandwidth_mbps.{a}", a), (f"balancer.bandwidth_mbps.{a}.{b}", b)):
+                    if name not in names:
+                        raise ValueError(f"{where}: no such edge (edges: {', '.join(names)})")
+                if a == b:
+                    raise ValueError(f"balancer.bandwidth_mbps.{a}.{b}: an edge has no link to itself")
+                if pairs.setdefault(frozenset((a, b)), mbps) != mbps:
+                    raise ValueError(f"balancer.bandwidth_mbps.{a}.{b}: {mbps} differs from {b}.{a} ({pairs[frozenset((a, b))]})")
+        missing = [f"{a}-{b}" for i, a in enumerate(names) for b in names[i + 1:] if frozenset((a, b)) not in pairs]
+        if missing:
+            raise ValueError(f"balancer.bandwidth_mbps: no bandwidth for {', '.join(missing)} (give every pair of edges)")
 
     def _listen_safely(self) -> None:
         if self.security.allow_insecure or self.security.secure:
@@ -427,6 +479,19 @@ class ClusterConfig(_Strict):
         home = f"edge-{camera.edge}"
         rest = camera.failover if camera.failover is not None else [e.name for e in self.edges if e.name != home] + [CLOUD]
         return [home] + [n for n in rest if n != home]
+
+    def device(self, name: str, *, cuda_count: int | None = None) -> str:
+        """The torch device node ``name`` runs its models on, resolved against what torch sees
+        on this machine (``cpu`` or ``cuda:N``; ``cuda_count`` overrides it, for tests).
+
+        Raises:
+            ConfigError: a CUDA device torch does not see, naming the key (``edges[1].device``).
+        """
+        from edgeva.device import resolve_device
+
+        node = self.node(name)
+        key = f"{CLOUD}.device" if name == CLOUD else f"edges[{self.edges.index(node)}].device"
+        return resolve_device(node.device, cuda_count=cuda_count, key=key)
 
     def node(self, name: str) -> NodeConfig:
         if name == CLOUD:

@@ -361,7 +361,12 @@ class EdgeNode(Node):
 
 
 def build_edge(config: ClusterConfig, edge_id: int, run_id: str) -> EdgeNode:
-    """An edge node with the worker its config names (not started)."""
+    """An edge node with the worker its config names, on its ``device`` (not started).
+
+    Raises:
+        ConfigError: the edge's ``device`` is a GPU torch does not see here.
+    """
     edge = config.edge(edge_id)
     floor = config.policy.region_floor if config.policy.name == "edge-cloud-assisted" else 0.3
-    return EdgeNode(config, edge_id, run_id, create_worker(edge.worker, edge, min(0.3, floor)))
+    worker = create_worker(edge.worker, edge, min(0.3, floor), device=config.device(edge.name))
+    return EdgeNode(config, edge_id, run_id, worker)

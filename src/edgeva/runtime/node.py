@@ -141,7 +141,7 @@ class Node:
 
     def status(self) -> pb.NodeStatus:
         return pb.NodeStatus(node=self.name, queue_length=len(self.queue), service_s=self.queue.service_s,
-                             model_version=self.worker.version, time=time.time())
+                             model_version=self.worker.version, time=time.time(), arrival_fps=self.queue.arrival_fps)
 
     # -- handlers -----------------------------------------------------------------------------
     def _decode(self, chunk: pb.Chunk) -> list[np.ndarray]:

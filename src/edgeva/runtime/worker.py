@@ -17,6 +17,7 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -78,14 +79,15 @@ class DetectorWorker:
         score_threshold: keep objects at least this confident.
         input_size: detector input (height, width), or None for the model's default.
         detector: an already built detector of that name (else one is built).
+        device: resolved torch device (``cpu``, ``cuda:N``) the detector and its candidates run on.
     """
 
     def __init__(self, model: str, *, score_threshold: float = 0.3, input_size: tuple[int, int] | None = None,
-                 detector: Detector | None = None):
+                 detector: Detector | None = None, device: str = "cpu"):
         from edgeva.models import create_detector
 
         self.model_name = model
-        self._kwargs: dict = {"score_threshold": score_threshold}
+        self._kwargs: dict = {"score_threshold": score_threshold, "device": device}
         if input_size is not None:
             self._kwargs["input_size"] = input_size
         self.detector = detector if detector is not None else create_detector(model, **self._kwargs)
@@ -136,13 +138,14 @@ register_worker = WORKERS.register  # @register_worker(name): factory(node_confi
 list_workers = WORKERS.names
 
 
-def create_worker(name: str, node: NodeConfig, score_threshold: float) -> InferenceWorker:
-    return WORKERS[name](node, score_threshold)
+def create_worker(name: str, node: NodeConfig, score_threshold: float, *, device: str = "cpu") -> InferenceWorker:
+    """The worker ``name`` for ``node``, its models on ``device`` (resolved: ``cpu`` or ``cuda:N``)."""
+    return WORKERS[name](node.model_copy(update={"device": device}), score_threshold)
 
 
 @register_worker("detector")
 def _detector_worker(node: NodeConfig, score_threshold: float) -> InferenceWorker:
-    return DetectorWorker(node.model, score_threshold=score_threshold, input_size=node.input_size)
+    return DetectorWorker(node.model, score_threshold=score_threshold, input_size=node.input_size, device=node.device)
 
 
 @register_worker("apps")
@@ -191,6 +194,7 @@ class InferenceQueue:
         self.service_s = 0.0  # smoothed seconds per frame, emulated budget included
         self.served = 0
         self.expired = 0  # frames skipped because their deadline passed while queued
+        self._arrivals: deque[float] = deque()  # monotonic times of the frames queued in the last ARRIVAL_WINDOW_S
         self._thread = threading.Thread(target=self._run, name=f"{name}-infer", daemon=True)
         self._stopping = threading.Event()
         self._thread.start()
@@ -199,6 +203,19 @@ class InferenceQueue:
         """Frames waiting or being inferred (the queue length policies compare)."""
         with self._lock:
             return self._queue.qsize() + self._busy
+
+    ARRIVAL_WINDOW_S = 1.0  # the arrival rate counts frames queued this long ago at most
+
+    @property
+    def arrival_fps(self) -> float:
+        """Frames queued per second over the last :attr:`ARRIVAL_WINDOW_S` (the work arriving)."""
+        with self._lock:
+            self._trim_arrivals(time.monotonic())
+            return len(self._arrivals) / self.ARRIVAL_WINDOW_S
+
+    def _trim_arrivals(self, now: float) -> None:
+        while self._arrivals and self._arrivals[0] < now - self.ARRIVAL_WINDOW_S:
+            self._arrivals.popleft()
 
     def submit(self, image: np.ndarray, *, timeout: float | None = None, deadline: Deadline | None = None) -> Future:
         """Queue a frame; the future resolves to an :class:`Inference`, or fails with
@@ -212,6 +229,10 @@ class InferenceQueue:
             self._queue.put((image, future, deadline), timeout=timeout)
         except queue.Full:
             raise QueueFull(f"{self.name}: inference queue full ({self._queue.maxsize} frames)") from None
+        with self._lock:
+            now = time.monotonic()
+            self._arrivals.append(now)
+            self._trim_arrivals(now)
         return future
 
     def infer_now(self, images: list[np.ndarray], *, timeout: float | None = None,

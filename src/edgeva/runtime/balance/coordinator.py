@@ -1,9 +1,11 @@
 """The balancer inside a running cluster: a camera decides which edge its next chunks go to.
 
 Least invasive wiring: no new service and no new message. Every ``interval_s`` a camera
-with a balancer polls the edges of its route (``Inference.Status``: queue length and
-seconds per frame, which the edges already serve), turns them into loads (seconds of work
-queued: L_i = queue length x seconds per frame), predicts the next interval's load with
+with a balancer polls the edges of its route (``Inference.Status``: queue length, frames
+arriving per second and seconds per frame), turns them into loads (seconds of work queued,
+and arriving in the next interval: L_i = (queue length + arrival rate x interval_s) x
+seconds per frame, with ``load: queued-arriving``; the default ``queued`` counts the backlog
+only), predicts the next interval's load with
 the configured predictor, and runs the balancer on the predicted loads. If the plan moves
 load off the camera's current edge, and moving this camera's own expected work (its
 content complexity, frames per second, times each edge's seconds per frame) to one of the
@@ -56,6 +58,7 @@ class CameraBalancer:
         self.estimator = create_estimator(section.estimator)
         caps = section.capacities or {}
         self.capacities = np.array([caps.get(name, 1.0) for name in self.edges])
+        self.bandwidth = section.bandwidth_matrix(self.edges)  # B_ij between the route's edges, or None
         self.turn, self.turns = sorted(c.id for c in config.cameras).index(camera.cam.id), max(1, len(config.cameras))
         self.history: dict[str, list[float]] = {name: [] for name in self.edges}
         self.moves: list[tuple[float, str, str]] = []  # (time, from, to)
@@ -80,22 +83,21 @@ class CameraBalancer:
                 log.exception("%s: balancing step failed", self.camera.cam.name)
 
     def _poll(self) -> tuple[np.ndarray, np.ndarray] | None:
-        loads, service = [], []
-        for name in self.edges:
-            try:
-                status = self.camera.peers[name].status(timeout=min(1.0, self.section.interval_s))
-            except Exception:
-                return None  # an edge that does not answer is the fail-over's business, not the balancer's
-            service.append(max(status.service_s, 1e-3))
-            self.history[name].append(status.queue_length * service[-1])
-            loads.append(self._predict(name))
-        return np.array(loads), np.array(service)
-
-    def _predict(self, name: str) -> float:
-        history = self.history[name]
-        if isinstance(self.predictor, GruPredictor) and len(history) >= GRU_REFIT and len(history) % GRU_REFIT == 0:
-            self.predictor.fit([v for h in self.history.values() for v in h[-4 * GRU_REFIT:]])
-        return max(0.0, self.predictor.predict(history))
+        """Every edge's status, appended to the histories (all or none: they stay aligned), then
+        each edge's predicted next load from its history and its neighbours'."""
+        try:
+            statuses = [self.camera.peers[name].status(timeout=min(1.0, self.section.interval_s)) for name in self.edges]
+        except Exception:
+            return None  # an edge that does not answer is the fail-over's business, not the balancer's
+        service = np.array([max(status.service_s, 1e-3) for status in statuses])
+        arriving = self.section.interval_s if self.section.load == "queued-arriving" else 0.0
+        for name, status, s in zip(self.edges, statuses, service, strict=True):
+            self.history[name].append((status.queue_length + status.arrival_fps * arriving) * s)
+        histories = list(self.history.values())
+        if isinstance(self.predictor, GruPredictor) and len(histories[0]) % GRU_REFIT == 0:
+            self.predictor.fit_edges([h[-4 * GRU_REFIT:] for h in histories])
+        loads = [max(0.0, self.predictor.predict(h, histories[:i] + histories[i + 1:])) for i, h in enumerate(histories)]
+        return np.array(loads), service
 
     def _worth_moving(self, loads: np.ndarray, service: np.ndarray, src: int, dst: int, per_s: float) -> bool:
         """Moving this camera's next interval of work from ``src`` to ``dst`` lowers I enough,
@@ -110,7 +112,7 @@ class CameraBalancer:
         return gain >= self.section.min_gain and trial[dst] < loads[src] and keeps_up
 
     def step(self, tick: int) -> str | None:
-        """One balancing interval; returns the edge the camera moved to, if it moved."""
+        """One balancing interval; returns the edge the camera moved (a share of) its chunks to."""
         polled = self._poll()
         if polled is None or tick % self.turns != self.turn:
             return None
@@ -119,15 +121,34 @@ class CameraBalancer:
         if current not in self.edges:
             return None  # failed over to the cloud: not the balancer's to undo
         src = self.edges.index(current)
-        plan = self.balancer.plan(loads, self.capacities)
+        plan = self.balancer.plan(loads, self.capacities, self.bandwidth)
         per_s = self.estimator.load()  # frames this camera sends per second
+        split = self.camera.split() if self.section.split else None
+        share, partner = (split[1], self.edges.index(split[0])) if split else (0.0, None)
+        back = sum(m.amount for m in plan.moves if (m.source, m.target) == (partner, src))
+        if back > 0:  # the plan moves load from the split's edge back to the current one: a smaller share
+            return self._apply(plan, partner, share - self._share_of(back, per_s, service[partner]), current)
         for dst in dict.fromkeys(m.target for m in plan.moves if m.source == src):
-            if self._worth_moving(loads, service, src, dst, per_s):
-                break
-        else:
-            return None
-        self.camera.retarget(self.edges[dst])
+            if partner not in (None, dst):
+                continue  # one other edge at a time
+            amount = sum(m.amount for m in plan.moves if m.source == src and m.target == dst)
+            delta = min(1.0 - share, self._share_of(amount, per_s, service[src])) if self.section.split else 1.0
+            if self._worth_moving(loads, service, src, dst, per_s * delta):
+                return self._apply(plan, dst, share + delta, current)
+        return None
+
+    def _share_of(self, amount: float, per_s: float, service_s: float) -> float:
+        """The share of this camera's chunks that carries ``amount`` seconds of work per interval."""
+        return amount / max(per_s * self.section.interval_s * service_s, 1e-9)
+
+    def _apply(self, plan, dst: int, share: float, current: str) -> str:
+        share = min(1.0, max(0.0, share))
+        self.camera.retarget(self.edges[dst], share)
         self.moves.append((time.time(), current, self.edges[dst]))
-        log.info("%s: balancer %s moves its next chunks %s -> %s (plan: I %.2f -> %.2f)", self.camera.cam.name,
-                 self.balancer.name, current, self.edges[dst], plan.before, plan.after)
+        if share >= 1.0:
+            log.info("%s: balancer %s moves its next chunks %s -> %s (plan: I %.2f -> %.2f)", self.camera.cam.name,
+                     self.balancer.name, current, self.edges[dst], plan.before, plan.after)
+        else:
+            log.info("%s: balancer %s sends %.0f%% of its next chunks to %s, the rest to %s (plan: I %.2f -> %.2f)",
+                     self.camera.cam.name, self.balancer.name, 100 * share, self.edges[dst], current, plan.before, plan.after)
         return self.edges[dst]

@@ -111,12 +111,14 @@ def _imb(loads: np.ndarray, w: np.ndarray) -> float:
 def greedy_step(loads: np.ndarray, w: np.ndarray, bandwidth: np.ndarray | None = None) -> Move | None:
     """One NeuroMesh step, applied to ``loads`` in place; None when there is nothing to move."""
     i, j = _ends(loads, w)
+    if i == j:
+        return None
     amount = (w[i] * loads[i] - w[j] * loads[j]) / (w[i] + w[j])
     if bandwidth is not None:
         off = bandwidth[~np.eye(len(loads), dtype=bool)]
         amount *= float(bandwidth[i, j]) / float(off.max())
     amount = min(amount, float(loads[i]))
-    if i == j or amount <= 1e-12:
+    if amount <= 1e-12:
         return None
     loads[i] -= amount
     loads[j] += amount
