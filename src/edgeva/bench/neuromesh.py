@@ -32,9 +32,9 @@ __all__ = ["bench_neuromesh", "compare_servers"]
 
 def _servers(codec: NeuroMeshCodec, zero: ZeroDecoder | None) -> dict[str, Callable[[CameraChunk], list[Detections]]]:
     detector = create_detector("yolox-nano", score_threshold=0.1)  # as the evaluation's server
-    servers = {"reconstruct-then-detect (MAE paint-in + YOLOX-Nano)": lambda s: detector.detect(codec.server(s.chunk, pack_mask(s.mask)))}
+    servers = {"reconstruct-then-detect (decode + MAE paint-in + YOLOX-Nano)": lambda s: detector.detect(codec.server(s.chunk, pack_mask(s.mask)))}
     if zero is not None:
-        servers["zero decoding (encoder + latent head)"] = lambda s: zero.server(s.chunk, pack_mask(s.mask))
+        servers["zero decoding (decode + encoder + latent head)"] = lambda s: zero.server(s.chunk, pack_mask(s.mask))
     return servers
 
 
@@ -56,7 +56,7 @@ def bench_neuromesh(mae: str, *, head: str | None = None, video: str = "car-dete
     if zero is not None:
         for name, serve in _servers(codec, zero).items():
             serve(sent)  # warm-up (grids, caches)
-            stages[f"decode + {name} (server)"] = lambda serve=serve: serve(sent)
+            stages[f"{name}, server"] = lambda serve=serve: serve(sent)
     best = dict.fromkeys(stages, float("inf"))
     for _ in range(repeats):
         for name, run in stages.items():
@@ -89,6 +89,8 @@ def compare_servers(mae: str, videos: list[str], *, head: str | None = None, sta
                 scores[name][1][0] += time.process_time() - begin
                 scores[name][0].process(results, truth[i : i + chunk])
         for name, (f1, seconds) in scores.items():
+            counts = f1.evaluate()
             rows.append({"video": video, "server": name, "frames": f"{start}-{start + len(originals) - 1}", "mask ratio": mask_ratio,
-                         "CRF": crf, "KB": sent_bytes / 1000, "F1": f1.evaluate()["f1"], "server CPU ms per frame": 1000 * seconds[0] / len(originals)})
+                         "CRF": crf, "KB": sent_bytes / 1000, "F1": counts["f1"], "TP/FP/FN": f"{counts['tp']}/{counts['fp']}/{counts['fn']}",
+                         "server CPU ms per frame": 1000 * seconds[0] / len(originals)})
     return rows
