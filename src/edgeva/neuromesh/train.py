@@ -7,6 +7,10 @@ replacement from the sampler at the training mask ratio (0.8, as the release) an
 :func:`~edgeva.neuromesh.model.mae_loss`. Every ``eval_every`` steps the model is scored on
 fixed held-out clips (the last ``val_fraction`` of each video, full frame width) with top-k
 selection, as deployed; the best state is kept. Deterministic for a seed (one thread).
+
+With ``reward="detection"`` (beyond the paper) the sampler's reward adds the final DNN's
+AccGrad of the reconstruction per tubelet (:func:`detection_reward`), so the sampler learns to
+keep what YOLOX-Nano needs, not only what is hard to paint.
 """
 
 from __future__ import annotations
@@ -71,6 +75,8 @@ class NeuroMeshTrainConfig:
         check_mask_ratio(self.mask_ratio)
         if self.reward not in REWARDS:
             raise ConfigError(f"reward {self.reward!r}: choose from {', '.join(REWARDS)}")
+        if not self.detection_weight >= 0:
+            raise ConfigError(f"detection_weight={self.detection_weight}: must be at least 0")
         if not self.sampler_lr_scale > 0:
             raise ConfigError(f"sampler_lr_scale={self.sampler_lr_scale}: must be positive")
         if self.steps < 1 or self.batch < 1:
