@@ -60,15 +60,36 @@ def bench_models_cmd(
 @bench_app.command("neuromesh")
 def bench_neuromesh_cmd(
     mae: Annotated[Path, typer.Option(help="NeuroMesh MAE checkpoint (`edgeva neuromesh train`).")],
+    head: Annotated[Path | None, typer.Option(help="Zero-decoding head (`edgeva neuromesh train-head`): also time the server's reconstruct-then-detect against zero decoding.")] = None,
     mask_ratio: Annotated[float, typer.Option(help="Share of tubelets dropped.")] = 0.7,
     json_out: JsonOpt = None,
 ) -> None:
-    """NeuroMesh ms per frame at 1280x720 on one thread: camera sampler and encoding, server reconstruction."""
+    """NeuroMesh ms per frame at 1280x720 on one thread: camera sampler and encoding, server reconstruction (and zero decoding)."""
     from edgeva.bench.neuromesh import bench_neuromesh
     from edgeva.neuromesh import check_mask_ratio
 
-    rows = bench_neuromesh(str(mae), mask_ratio=check_mask_ratio(mask_ratio))
+    rows = bench_neuromesh(str(mae), head=str(head) if head else None, mask_ratio=check_mask_ratio(mask_ratio))
     print_rows(f"NeuroMesh at 1280x720, 1 thread, 10-frame chunks, mask ratio {mask_ratio}", rows, json_out)
+
+
+@bench_app.command("neuromesh-f1")
+def bench_neuromesh_f1_cmd(
+    mae: Annotated[Path, typer.Option(help="NeuroMesh MAE checkpoint (`edgeva neuromesh train`).")],
+    videos: Annotated[str, typer.Option(help="Comma-separated videos.")],
+    head: Annotated[Path | None, typer.Option(help="Zero-decoding head (`edgeva neuromesh train-head`) to compare on the same chunks.")] = None,
+    start: Annotated[int, typer.Option(help="First frame (e.g. past the frames the MAE and head trained on).")] = 0,
+    frames: Annotated[int, typer.Option(help="Frames per video.")] = 20,
+    mask_ratio: Annotated[float, typer.Option(help="Share of tubelets dropped.")] = 0.7,
+    crf: Annotated[int, typer.Option(help="CRF of the kept macroblocks.")] = 30,
+    json_out: JsonOpt = None,
+) -> None:
+    """F1 against YOLOX-Nano and server CPU ms per frame of NeuroMesh's servers on the same chunks."""
+    from edgeva.bench.neuromesh import compare_servers
+    from edgeva.neuromesh import check_mask_ratio
+
+    rows = compare_servers(str(mae), [v.strip() for v in videos.split(",") if v.strip()], head=str(head) if head else None, start=start,
+                           frames=frames, mask_ratio=check_mask_ratio(mask_ratio), crf=crf)
+    print_rows(f"NeuroMesh servers on the same chunks (frames {start}-{start + frames - 1}, 1 thread)", rows, json_out)
 
 
 @bench_app.command("oracle")

@@ -81,6 +81,7 @@ def eval_cmd(
     selector_frames: Annotated[int, typer.Option(help="With --selector-pool: training frames per video.")] = 150,
     crucio: Annotated[Path | None, typer.Option(help="Crucio codec checkpoint (`edgeva crucio train`).")] = None,
     mae: Annotated[Path | None, typer.Option(help="NeuroMesh MAE checkpoint (`edgeva neuromesh train`).")] = None,
+    mae_head: Annotated[Path | None, typer.Option("--mae-head", help="NeuroMesh zero-decoding head for scheme neuromesh-zero (`edgeva neuromesh train-head`).")] = None,
     frames: Annotated[int | None, typer.Option(help="Frames per video (from the start).")] = None,
     target_f1: Annotated[float, typer.Option(help="Accuracy target for picking each scheme's cheapest configuration.")] = 0.9,
     link_mbps: Annotated[float, typer.Option(help="Uplink bandwidth shared by all streams.")] = 2.5,
@@ -113,7 +114,7 @@ def eval_cmd(
         raise ConfigError(f"--adapt-every {adapt_every}: must be >= 0 (0: off)")
     runner, resolved_device = build_executor(executor, address=ray_address, workers=workers, device=device)
     cfg = EvalConfig(
-        videos=split_list(videos), schemes=split_list([schemes]), model=model, checkpoints={k: str(p) for k, p in (("selector", selector), ("crucio", crucio), ("mae", mae)) if p}, frames=frames,
+        videos=split_list(videos), schemes=split_list([schemes]), model=model, checkpoints={k: str(p) for k, p in (("selector", selector), ("crucio", crucio), ("mae", mae), ("mae-head", mae_head)) if p}, frames=frames,
         chunk=chunk, target_f1=target_f1, link=link, sweep=not no_sweep, use_cache=not no_cache,
         profile_videos=split_list([profile_videos]) if profile_videos else None, device=resolved_device,
         scheme_options={"accmpeg": {"adapt_every": adapt_every}} if adapt_every else {},

@@ -1,4 +1,5 @@
-"""``edgeva neuromesh train``: NeuroMesh's masked auto-encoder and its tubelet sampler."""
+"""``edgeva neuromesh train`` (NeuroMesh's masked auto-encoder and its tubelet sampler) and
+``edgeva neuromesh train-head`` (its zero-decoding detection head)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ def neuromesh_train(
     steps: Annotated[int, typer.Option(help="Optimiser steps.")] = 300,
     mask_ratio: Annotated[float, typer.Option(help="Share of tubelets dropped in training, in (0, 1).")] = 0.8,
     sampler_lr_scale: Annotated[float, typer.Option(help="The sampler's learning rate as a multiple of the MAE's.")] = 10.0,
+    reward: Annotated[str, typer.Option(help="The sampler's reward: pixel (reconstruction error) or detection (plus YOLOX-Nano's AccGrad of the reconstruction).")] = "pixel",
+    detection_weight: Annotated[float, typer.Option(help="With --reward detection: weight of the detection term.")] = 1.0,
     seed: Annotated[int, typer.Option(help="Random seed (training is deterministic for a seed).")] = 0,
 ) -> None:
     """Train the MAE + sampler (best state on held-out frames)."""
@@ -32,12 +35,39 @@ def neuromesh_train(
     names = split_list(videos)
     writable(out)
     cfg = NeuroMeshTrainConfig(videos=names, frames_per_video=frames_per_video, steps=steps, mask_ratio=mask_ratio, seed=seed,
-                               sampler_lr_scale=sampler_lr_scale, log=lambda m: console.print(m, markup=False))
+                               sampler_lr_scale=sampler_lr_scale, reward=reward, detection_weight=detection_weight, log=lambda m: console.print(m, markup=False))
     start = time.perf_counter()
     with progress() as bar:
         codec = train_mae(cfg, on_stage=stage_bars(bar))
     save_mae(codec, out)
     meta = codec.meta
     console.print(f"neuromesh MAE -> {out} ({time.perf_counter() - start:.0f} s): held-out dropped tubelets {meta.val_psnr:.2f} dB "
-                  f"(flat grey {meta.val_flat_psnr:.2f} dB) at mask ratio {meta.mask_ratio} (step {meta.best_step} of {meta.steps})")
+                  f"(flat grey {meta.val_flat_psnr:.2f} dB) at mask ratio {meta.mask_ratio}, {meta.reward} reward (step {meta.best_step} of {meta.steps})")
 
+
+
+@neuromesh_app.command("train-head")
+def neuromesh_train_head(
+    mae: Annotated[Path, typer.Option(help="The MAE checkpoint the head reads (`edgeva neuromesh train`); frozen.")],
+    out: Annotated[Path, typer.Option(help="Head checkpoint to write.")],
+    videos: Annotated[list[str], typer.Option("--videos", help="Training videos (repeat, or separate by commas).")],
+    frames_per_video: Annotated[int, typer.Option(help="Consecutive frames from the start of each video.")] = 150,
+    steps: Annotated[int, typer.Option(help="Optimiser steps.")] = 300,
+    seed: Annotated[int, typer.Option(help="Random seed (training is deterministic for a seed).")] = 0,
+) -> None:
+    """Distil the zero-decoding head (detections from the MAE encoder's latent tokens) from YOLOX-Nano."""
+    from edgeva.neuromesh import load_mae
+    from edgeva.neuromesh.zero import save_head
+    from edgeva.neuromesh.zero_train import HeadTrainConfig, train_head
+
+    codec = load_mae(mae)
+    writable(out)
+    cfg = HeadTrainConfig(videos=split_list(videos), frames_per_video=frames_per_video, steps=steps, seed=seed,
+                          log=lambda m: console.print(m, markup=False))
+    start = time.perf_counter()
+    with progress() as bar:
+        checkpoint = train_head(cfg, codec, on_stage=stage_bars(bar))
+    save_head(checkpoint, out)
+    meta = checkpoint.meta
+    console.print(f"neuromesh head -> {out} ({time.perf_counter() - start:.0f} s): held-out distillation loss {meta.untrained_val_loss:.3f} "
+                  f"untrained -> {meta.val_loss:.3f}, F1 {meta.val_f1:.3f} against YOLOX-Nano (step {meta.best_step} of {meta.steps})")

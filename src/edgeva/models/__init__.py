@@ -6,6 +6,7 @@ from edgeva.models.base import (
     Detector,
     Letterbox,
     create_detector,
+    finish_detections,
     frames_to_tensor,
     list_detectors,
     register_detector,
@@ -13,6 +14,6 @@ from edgeva.models.base import (
 from edgeva.models.detections import COCO_NAMES, Detections, batched_nms, box_iou, nms
 
 __all__ = [
-    "Detector", "Letterbox", "create_detector", "frames_to_tensor", "list_detectors", "register_detector",
+    "Detector", "Letterbox", "create_detector", "finish_detections", "frames_to_tensor", "list_detectors", "register_detector",
     "COCO_NAMES", "Detections", "batched_nms", "box_iou", "nms",
 ]

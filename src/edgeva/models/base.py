@@ -25,7 +25,7 @@ from edgeva.errors import ModelError
 from edgeva.models.detections import COCO_NAMES, Detections, batched_nms
 from edgeva.registry import Registry
 
-__all__ = ["Detector", "Letterbox", "register_detector", "create_detector", "list_detectors", "frames_to_tensor"]
+__all__ = ["Detector", "Letterbox", "register_detector", "create_detector", "list_detectors", "frames_to_tensor", "finish_detections"]
 
 
 @dataclass(frozen=True)
@@ -139,16 +139,24 @@ class Detector(nn.Module):
 
     def _finish(self, boxes: torch.Tensor, scores: torch.Tensor, classes: torch.Tensor, box: Letterbox) -> Detections:
         """Threshold, class-aware NMS, and map input-pixel boxes back to frame pixels."""
-        keep = scores >= self.score_threshold
-        boxes, scores, classes = boxes[keep], scores[keep], classes[keep]
-        keep = batched_nms(boxes, scores, classes, self.nms_threshold)
-        boxes, scores, classes = boxes[keep], scores[keep], classes[keep]
-        ry, rx = box.ratio
-        h, w = box.frame_size
-        boxes = boxes / torch.tensor([rx, ry, rx, ry], dtype=boxes.dtype)
-        boxes[:, 0::2] = boxes[:, 0::2].clamp(0, w)
-        boxes[:, 1::2] = boxes[:, 1::2].clamp(0, h)
-        return Detections(boxes.detach().numpy(), scores.detach().numpy(), classes.detach().numpy(), self.names)
+        return finish_detections(boxes, scores, classes, box, score_threshold=self.score_threshold,
+                                 nms_threshold=self.nms_threshold, names=self.names)
+
+
+def finish_detections(boxes: torch.Tensor, scores: torch.Tensor, classes: torch.Tensor, box: Letterbox, *,
+                      score_threshold: float, nms_threshold: float, names: Sequence[str] = COCO_NAMES) -> Detections:
+    """One frame's candidates (xyxy boxes in input pixels, scores, class ids) -> Detections in
+    frame pixels: threshold, class-aware NMS, undo the letterbox's scale, clamp to the frame."""
+    keep = scores >= score_threshold
+    boxes, scores, classes = boxes[keep], scores[keep], classes[keep]
+    keep = batched_nms(boxes, scores, classes, nms_threshold)
+    boxes, scores, classes = boxes[keep], scores[keep], classes[keep]
+    ry, rx = box.ratio
+    h, w = box.frame_size
+    boxes = boxes / torch.tensor([rx, ry, rx, ry], dtype=boxes.dtype)
+    boxes[:, 0::2] = boxes[:, 0::2].clamp(0, w)
+    boxes[:, 1::2] = boxes[:, 1::2].clamp(0, h)
+    return Detections(boxes.detach().numpy(), scores.detach().numpy(), classes.detach().numpy(), names)
 
 
 DETECTORS: Registry[Callable[..., Detector]] = Registry("detector")

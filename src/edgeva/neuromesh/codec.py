@@ -63,6 +63,7 @@ class NeuroMeshMeta:
     val_flat_psnr: float = float("nan")  # dB of flat grey on the same tubelets
     seed: int = 0
     seconds: float = 0.0
+    reward: str = "pixel"  # the sampler's reward in training: pixel | detection
     version: int = 1
 
 

@@ -185,6 +185,12 @@ class VideoMAE(nn.Module):
             idx = torch.topk(probs, keep, dim=1, sorted=False).indices
         return torch.sort(idx, dim=1).values
 
+    def encode(self, tokens: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
+        """(B, K, width) the encoder's latent tokens of the ``visible`` (B, K) tubelets of
+        embedded ``tokens`` (B, N, width): what the decoder, or the zero-decoding head, reads."""
+        gathered = torch.gather(tokens, 1, visible[..., None].expand(-1, -1, tokens.shape[-1]))
+        return self.encoder_norm(self.encoder(gathered))
+
     def forward(self, clip: torch.Tensor, *, keep: int | None = None, visible: torch.Tensor | None = None,
                 sample: bool = True) -> MaeOutput:
         """Encode the visible tubelets (given, or chosen by the sampler: ``keep`` of them) and
@@ -195,9 +201,8 @@ class VideoMAE(nn.Module):
             if keep is None:
                 raise ValueError("forward needs keep or visible")
             visible = self.choose(probs.detach(), keep, sample=sample)
-        b, n, d = tokens.shape
-        gathered = torch.gather(tokens, 1, visible[..., None].expand(-1, -1, d))
-        latent = self.to_decoder(self.encoder_norm(self.encoder(gathered)))
+        b, n, _ = tokens.shape
+        latent = self.to_decoder(self.encode(tokens, visible))
         full = self.mask_token.expand(b, n, -1).clone()
         full.scatter_(1, visible[..., None].expand(-1, -1, latent.shape[-1]), latent)
         full = full + position_codes(self.grid(clip), self.spec.decoder_width)
@@ -217,14 +222,18 @@ def patch_targets(clip: torch.Tensor, spec: MaeSpec) -> tuple[torch.Tensor, torc
     return normalised, torch.cat([mean.squeeze(2), std.squeeze(2)], dim=-1)
 
 
-def mae_loss(model: VideoMAE, clip: torch.Tensor, out: MaeOutput, *, sampler_weight: float = 1e-4, pixel_weight: float = 10.0) -> tuple[torch.Tensor, dict]:
-    """The training loss and its parts (see the module docstring)."""
+def mae_loss(model: VideoMAE, clip: torch.Tensor, out: MaeOutput, *, sampler_weight: float = 1e-4, pixel_weight: float = 10.0,
+             extra_reward: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+    """The training loss and its parts (see the module docstring). ``extra_reward`` (B, N),
+    detached, is added to the sampler's pixel reward (the detection-aware variant's term)."""
     normalised, stats = patch_targets(clip, model.spec)
     reconstruction = F.mse_loss(out.normalised, normalised)
     stats_loss = F.mse_loss(out.stats, stats) * 10.0  # pixel-scale stats: ~10x smaller than unit-variance pixels
     error = (out.pixels() - to_tubelets(clip, model.spec)).pow(2).mean(-1)  # (B, N) per-tubelet pixel error
     painted = error.mean() * pixel_weight
     reward = error.detach() / error.detach().mean(1, keepdim=True).clamp_min(1e-8)
+    if extra_reward is not None:
+        reward = reward + extra_reward
     sampling = -(torch.log(out.probs.clamp_min(1e-12)) * reward).mean()
     loss = reconstruction + stats_loss + painted + sampler_weight * sampling
     return loss, {"reconstruction": reconstruction.item(), "stats": stats_loss.item(), "pixels": painted.item(), "sampling": sampling.item()}

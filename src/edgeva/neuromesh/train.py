@@ -7,6 +7,10 @@ replacement from the sampler at the training mask ratio (0.8, as the release) an
 :func:`~edgeva.neuromesh.model.mae_loss`. Every ``eval_every`` steps the model is scored on
 fixed held-out clips (the last ``val_fraction`` of each video, full frame width) with top-k
 selection, as deployed; the best state is kept. Deterministic for a seed (one thread).
+
+With ``reward="detection"`` (beyond the paper) the sampler's reward adds the final DNN's
+AccGrad of the reconstruction per tubelet (:func:`detection_reward`), so the sampler learns to
+keep what YOLOX-Nano needs, not only what is hard to paint.
 """
 
 from __future__ import annotations
@@ -22,13 +26,23 @@ import torch
 
 from edgeva import assets
 from edgeva.errors import ConfigError
+from edgeva.models import Detector, create_detector
 from edgeva.neuromesh.codec import NeuroMeshCodec, NeuroMeshMeta, check_mask_ratio
-from edgeva.neuromesh.model import MaeSpec, VideoMAE, mae_loss, patch_targets, to_tubelets
+from edgeva.neuromesh.model import (
+    MaeOutput,
+    MaeSpec,
+    VideoMAE,
+    from_tubelets,
+    mae_loss,
+    patch_targets,
+    to_tubelets,
+)
 from edgeva.video import read_frames
 
-__all__ = ["NeuroMeshTrainConfig", "train_mae", "dropped_psnr"]
+__all__ = ["NeuroMeshTrainConfig", "train_mae", "dropped_psnr", "detection_reward", "reward_detector", "uint8_frames", "REWARDS"]
 
 Stage = Callable[[str, int], Callable[[], None]]
+REWARDS = ("pixel", "detection")
 
 
 @dataclass
@@ -44,6 +58,11 @@ class NeuroMeshTrainConfig:
     # The sampler learns only from the REINFORCE term, a noisy signal; at the network's rate it
     # barely moves from uniform in a few hundred steps, so it learns this many times faster.
     sampler_lr_scale: float = 10.0
+    # The sampler's reward: "pixel" (each tubelet's reconstruction error, the paper's) or
+    # "detection" (that plus detection_weight x the final DNN's AccGrad of the reconstruction
+    # per tubelet, see detection_reward: keep what the detector needs, not what is hard to paint).
+    reward: str = "pixel"
+    detection_weight: float = 1.0
     eval_every: int = 25
     val_fraction: float = 0.2  # last part of each video, held out
     seed: int = 0
@@ -54,6 +73,10 @@ class NeuroMeshTrainConfig:
         if not self.videos:
             raise ConfigError("neuromesh training needs at least one video")
         check_mask_ratio(self.mask_ratio)
+        if self.reward not in REWARDS:
+            raise ConfigError(f"reward {self.reward!r}: choose from {', '.join(REWARDS)}")
+        if not self.detection_weight >= 0:
+            raise ConfigError(f"detection_weight={self.detection_weight}: must be at least 0")
         if not self.sampler_lr_scale > 0:
             raise ConfigError(f"sampler_lr_scale={self.sampler_lr_scale}: must be positive")
         if self.steps < 1 or self.batch < 1:
@@ -94,6 +117,35 @@ class _Clips:
                 start = (len(video) - length) * k // max(1, per_video - 1)
                 out.append(video[start : start + length])
         return _to_clip(np.stack(out))
+
+
+def uint8_frames(clip: torch.Tensor) -> np.ndarray:
+    """(B, 3, T, h, w) in [0, 1] -> (B * T, h, w, 3) RGB uint8."""
+    frames = clip.detach().permute(0, 2, 3, 4, 1).reshape(-1, *clip.shape[3:], 3)
+    return (frames * 255.0 + 0.5).clamp(0, 255).to(torch.uint8).numpy()
+
+
+def reward_detector(frame_size: tuple[int, int]) -> Detector:
+    """YOLOX-Nano (the final DNN) for MAE-sized frames of ``frame_size`` (h, w): its input is
+    twice that (multiples of 32), nearer the resolution the server runs it at."""
+    h, w = (int(np.ceil(2 * v / 32) * 32) for v in frame_size)
+    return create_detector("yolox-nano", input_size=(h, w))
+
+
+def detection_reward(detector: Detector, clip: torch.Tensor, out: MaeOutput, spec: MaeSpec) -> torch.Tensor:
+    """(B, N) the detection-aware reward: per tubelet, the final DNN's AccGrad of the MAE's
+    reconstruction (:func:`edgeva.accmpeg.accgrad.accgrad` with the original clip as H and the
+    painted clip as L: |d loss / d painted pixel| x |original - painted| summed over the
+    tubelet's 2 x 16 x 16 pixels, the loss being YOLOX's own against its detections on the
+    original), divided by the clip's mean like the pixel reward. Detached, no gradient to the MAE."""
+    from edgeva.accmpeg.accgrad import accgrad
+
+    b, _, t, h, w = clip.shape
+    grid = (t // spec.tubelet_frames, h // spec.patch, w // spec.patch)
+    painted = from_tubelets(out.pixels().detach(), spec, grid)
+    blocks = torch.from_numpy(accgrad(detector, uint8_frames(clip), uint8_frames(painted)))  # (B * T, rows, cols): 16x16 blocks = tubelet cells
+    per_tubelet = blocks.reshape(b, grid[0], spec.tubelet_frames, grid[1], grid[2]).sum(2).reshape(b, -1)
+    return per_tubelet / per_tubelet.mean(1, keepdim=True).clamp_min(1e-12)
 
 
 def dropped_psnr(model: VideoMAE, clips: torch.Tensor, mask_ratio: float) -> tuple[float, float, float]:
@@ -141,6 +193,8 @@ def train_mae(cfg: NeuroMeshTrainConfig, *, on_stage: Stage | None = None) -> Ne
     start = time.perf_counter()
     stage = on_stage or (lambda _d, _n: lambda: None)
     videos, names = _read(cfg, stage)
+    # Built before seeding (its layers draw initial weights): both rewards see the same random stream.
+    detector = reward_detector((videos[0].shape[1], cfg.crop_width)) if cfg.reward == "detection" else None
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     clips = _Clips(videos, cfg, rng)
@@ -154,7 +208,7 @@ def train_mae(cfg: NeuroMeshTrainConfig, *, on_stage: Stage | None = None) -> Ne
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimiser, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + np.cos(np.pi * min(1.0, s / cfg.steps))))
     meta = NeuroMeshMeta(train_videos=names, frames_per_video=cfg.frames_per_video, steps=cfg.steps,
-                         mask_ratio=cfg.mask_ratio, seed=cfg.seed)
+                         mask_ratio=cfg.mask_ratio, seed=cfg.seed, reward=cfg.reward)
     best_state = None
     tick = stage("MAE + sampler", cfg.steps)
     n = (cfg.spec.clip_frames // cfg.spec.tubelet_frames) * (videos[0].shape[1] // cfg.spec.patch) * (cfg.crop_width // cfg.spec.patch)
@@ -162,7 +216,9 @@ def train_mae(cfg: NeuroMeshTrainConfig, *, on_stage: Stage | None = None) -> Ne
     for step in range(1, cfg.steps + 1):
         model.train()
         x = clips.batch()
-        loss, _ = mae_loss(model, x, model(x, keep=keep, sample=True))
+        out = model(x, keep=keep, sample=True)
+        extra = cfg.detection_weight * detection_reward(detector, x, out, cfg.spec) if detector else None
+        loss, _ = mae_loss(model, x, out, extra_reward=extra)
         optimiser.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
