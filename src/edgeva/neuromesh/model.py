@@ -109,7 +109,7 @@ def position_codes(grid: tuple[int, int, int], dim: int) -> torch.Tensor:
     return torch.cat([_sinusoid(tt.reshape(-1), d_t), _sinusoid(yy.reshape(-1), d_y), _sinusoid(xx.reshape(-1), d_x)], dim=1)
 
 
-def _blocks(width: int, heads: int, depth: int) -> nn.TransformerEncoder:
+def transformer_blocks(width: int, heads: int, depth: int) -> nn.TransformerEncoder:
     layer = nn.TransformerEncoderLayer(width, heads, dim_feedforward=4 * width, dropout=0.0, activation="gelu",
                                        batch_first=True, norm_first=True)
     return nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
@@ -120,7 +120,7 @@ class TubeletSampler(nn.Module):
 
     def __init__(self, width: int, heads: int):
         super().__init__()
-        self.block = _blocks(width, heads, 1)
+        self.block = transformer_blocks(width, heads, 1)
         self.norm = nn.LayerNorm(width)
         self.score = nn.Linear(width, 1)
 
@@ -152,12 +152,12 @@ class VideoMAE(nn.Module):
         self.spec = spec
         self.embed = nn.Linear(spec.tubelet_dim, spec.width)
         self.sampler = TubeletSampler(spec.width, spec.sampler_heads)
-        self.encoder = _blocks(spec.width, spec.heads, spec.depth)
+        self.encoder = transformer_blocks(spec.width, spec.heads, spec.depth)
         self.encoder_norm = nn.LayerNorm(spec.width)
         self.to_decoder = nn.Linear(spec.width, spec.decoder_width)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, spec.decoder_width))
         nn.init.trunc_normal_(self.mask_token, std=0.02)
-        self.decoder = _blocks(spec.decoder_width, spec.heads, spec.decoder_depth)
+        self.decoder = transformer_blocks(spec.decoder_width, spec.heads, spec.decoder_depth)
         self.decoder_norm = nn.LayerNorm(spec.decoder_width)
         self.head = nn.Linear(spec.decoder_width, spec.tubelet_dim)
         self.stats_head = nn.Linear(spec.decoder_width, 6)

@@ -37,7 +37,7 @@ from edgeva.checkpoints import read_checkpoint
 from edgeva.errors import CodecError, ModelError
 from edgeva.models import COCO_NAMES, Detections, Letterbox, finish_detections
 from edgeva.neuromesh.codec import NeuroMeshCodec, unpack_mask
-from edgeva.neuromesh.model import MaeSpec, VideoMAE, _blocks, position_codes
+from edgeva.neuromesh.model import MaeSpec, VideoMAE, position_codes, transformer_blocks
 from edgeva.video import EncodedChunk, decode_chunk
 
 __all__ = ["HeadSpec", "HeadMeta", "LatentHead", "ZeroDecoder", "head_targets", "head_loss", "mae_fingerprint", "save_head",
@@ -85,7 +85,7 @@ class LatentHead(nn.Module):
         self.project = nn.Linear(mae.width, spec.width)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, spec.width))
         nn.init.trunc_normal_(self.mask_token, std=0.02)
-        self.blocks = _blocks(spec.width, spec.heads, spec.depth)
+        self.blocks = transformer_blocks(spec.width, spec.heads, spec.depth)
         self.norm = nn.LayerNorm(spec.width)
         self.out = nn.Linear(spec.width, mae.tubelet_frames * (BOX + spec.classes))
 
