@@ -39,6 +39,7 @@ __all__ = ["CameraBalancer"]
 
 log = logging.getLogger(__name__)
 GRU_REFIT = 40  # intervals of history between two fits of a gru predictor
+STATUS_TIMEOUT_S = 1.0  # an edge status poll; a slow answer only delays this interval's plan (the next tick waits for it)
 
 
 class CameraBalancer:
@@ -86,8 +87,9 @@ class CameraBalancer:
         """Every edge's status, appended to the histories (all or none: they stay aligned), then
         each edge's predicted next load from its history and its neighbours'."""
         try:
-            statuses = [self.camera.peers[name].status(timeout=min(1.0, self.section.interval_s)) for name in self.edges]
+            statuses = [self.camera.peers[name].status(timeout=STATUS_TIMEOUT_S) for name in self.edges]
         except Exception:
+            log.debug("%s: an edge did not answer its status poll", self.camera.cam.name)
             return None  # an edge that does not answer is the fail-over's business, not the balancer's
         service = np.array([max(status.service_s, 1e-3) for status in statuses])
         arriving = self.section.interval_s if self.section.load == "queued-arriving" else 0.0
