@@ -84,9 +84,8 @@ def test_runner_shares_and_equals_apps_alone(base) -> None:
     assert st.segment_runs == [6, 6, 6, 6, 0, 0]  # prefix once per frame, not once per app
     assert st.runs == [6] * 6
     assert sum(r.stats.segment_runs[0] for r in alone) == 36
-    # compute: well below 6x one app (one prefix + 6 short branches); loose, the machine is shared
-    one = min(r.stats.compute_ms for r in alone)
-    assert st.compute_ms < 4.0 * one
+    # The saving is in these counts (the prefix ran 6 times, not 36); its milliseconds are measured
+    # by `edgeva bench apps`, not asserted here (a wall-clock bound failed on a loaded machine).
 
 
 def test_runner_runs_prefix_only_as_deep_as_due_apps(base) -> None:
