@@ -28,9 +28,10 @@ from edgeva.cli.evaluation import (
 
 TRAIN_VIDEOS = ("car-detection", "one-by-one-person-detection")
 EVAL_VIDEOS = ("bottle-detection", "store-aisle-detection", "people-detection", "fruit-and-vegetable-detection")
-# Where the demo's tasks run by default. Serial: Ray measured 1.9x faster on a heavily loaded
-# 2-core machine (not a clean figure), and parallel workers inflate the measured camera and
-# server times the demo's delays are made of (docs/scaling.md); `--executor ray` opts in.
+# Where the demo's tasks run by default. Serial: on 2 cores torch already runs YOLOX-Nano (most
+# of the evaluation) on both, so two Ray workers gain little, and parallel workers inflate the
+# measured camera and server times the demo's delays are made of (docs/scaling.md);
+# `--executor ray` opts in.
 DEMO_EXECUTOR = "serial"
 SCHEMES = ("uniform", "accmpeg", "accmpeg-oracle", "dds", "eaar", "reducto", "vigil", "tileclipper", "crucio")
 
