@@ -314,7 +314,7 @@ class RayExecutor(Executor):
         # OpenMP's default busy-waiting they spin against each other; measured idle on 2 cores
         # (`edgeva bench eval --frames 10`), Ray took 59.8 s against serial 22.1 s, and 27.1 s
         # with passive waiting (the same numbers: only how idle threads wait changes).
-        env.setdefault("OMP_WAIT_POLICY", os.environ.get("OMP_WAIT_POLICY", "PASSIVE"))
+        env["OMP_WAIT_POLICY"] = os.environ.get("OMP_WAIT_POLICY", "PASSIVE")
         options: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False, "runtime_env": {"env_vars": env}}
         if self.address:
             check_ray_address(self.address)
