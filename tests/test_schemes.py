@@ -138,3 +138,36 @@ def test_encoder_comparison_interpolates_uniform_between_crfs():
     assert len(rows) == 1 and rows[0]["uniform"]["config"]["crf"] == 34
     assert rows[0]["uniform_bytes_at_f1"] == pytest.approx(60_000)  # halfway between 40 and 80 KB
     assert rows[0]["bytes_saving_pct"] == pytest.approx(25.0)
+
+
+def test_versus_uniform_reads_both_frontiers_at_equal_bytes_and_equal_f1():
+    from edgeva.eval.goals import f1_at_bytes, versus_uniform
+    from edgeva.eval.harness import EvalResult
+
+    def rec(scheme, f1, kb, **config):
+        return {"video": "v", "scheme": scheme, "f1": f1, "bytes": kb * 1000, "config": config}
+
+    uniform = [rec("uniform", 0.60, 20, crf=42, scale=1.0, fps_divisor=1), rec("uniform", 0.95, 60, crf=34, scale=1.0, fps_divisor=1),
+               rec("uniform", 0.99, 5, crf=34, scale=0.5, fps_divisor=1)]  # not full rate: ignored
+    assert f1_at_bytes(uniform[:2], 10_000) is None  # cheaper than any configuration
+    assert f1_at_bytes(uniform[:2], 90_000) == pytest.approx(0.95)  # beyond the frontier: its best
+    records = [*uniform, rec("neuromesh", 0.70, 30, mask_ratio=0.7, crf=30), rec("neuromesh", 0.92, 40, mask_ratio=0.5, crf=30)]
+    [row] = versus_uniform(EvalResult(records, [], EvalConfig(videos=[], schemes=[], target_f1=0.9), 0.0), "neuromesh")
+    assert row["point"]["config"]["mask_ratio"] == 0.5  # the cheapest reaching the target
+    assert row["uniform_f1"] == pytest.approx(0.60 + 0.35 * 20 / 40)  # uniform with 40 KB: halfway up its 20 -> 60 KB segment
+    assert row["at_f1"]["f1"] == pytest.approx(0.9)
+    assert row["at_f1"]["uniform_bytes"] == pytest.approx(20_000 + 40_000 * 0.30 / 0.35)
+    assert row["at_f1"]["bytes"] == pytest.approx(30_000 + 10_000 * 0.20 / 0.22)
+    assert row["at_f1"]["saving_pct"] > 0
+
+
+def test_eval_replays_the_configurations_given_instead_of_the_sweep():
+    from edgeva.errors import ConfigError
+
+    given = [{"crf": 30, "scale": 1.0, "fps_divisor": 1}, {"crf": 42, "scale": 0.5, "fps_divisor": 2}]
+    cfg = EvalConfig(videos=["people-detection"], schemes=["uniform"], frames=10, configs={"uniform": given})
+    result = evaluate(cfg, log=lambda _m: None)
+    assert [r["config"] for r in result.records] == given
+    assert result.records[0]["bytes"] > result.records[1]["bytes"]
+    with pytest.raises(ConfigError, match="configurations given for eaar"):
+        evaluate(EvalConfig(videos=["people-detection"], schemes=["uniform"], frames=10, configs={"eaar": [{}]}), log=lambda _m: None)

@@ -83,3 +83,30 @@ def write_json(path: Path | None, payload: object) -> None:
         path.write_text(json.dumps(payload, indent=1, default=str))
     except OSError as exc:
         raise EdgevaError(f"{path}: cannot write ({exc.strerror})") from None
+
+
+def stage_bars(bar):
+    """An ``on_stage`` callback drawing one progress bar per training stage."""
+
+    def stage(description: str, total: int):
+        task = bar.add_task(description, total=total)
+        return lambda: bar.advance(task)
+
+    return stage
+
+
+def reuse_or_train(path: Path, what: str, *, wanted: tuple, trained_with, train, save, retrain: bool = False) -> Path:
+    """The checkpoint at ``path`` if ``trained_with(path)`` equals ``wanted`` (what determines
+    it: videos, frames, steps, seed), else ``save(train(on_stage), path)`` (the demo's cache).
+    A checkpoint that does not load is trained again."""
+    if path.exists() and not retrain:
+        try:
+            if trained_with(path) == wanted:
+                console.print(f"reusing the {what} in {path} (pass --retrain to train again)")
+                return path
+        except EdgevaError:
+            pass  # a damaged cache is retrained
+    console.print(f"training the {what} on {', '.join(wanted[0])}")
+    with progress() as bar:
+        save(train(stage_bars(bar)), path)
+    return path

@@ -8,21 +8,10 @@ from typing import Annotated
 
 import typer
 
-from edgeva.cli.app import app, console, progress, split_list, writable
-from edgeva.errors import EdgevaError
+from edgeva.cli.app import app, console, progress, reuse_or_train, split_list, stage_bars, writable
 
 crucio_app = typer.Typer(help="Train the Crucio baseline's learned codec.", no_args_is_help=True)
 app.add_typer(crucio_app, name="crucio")
-
-
-def stage_bars(bar):
-    """An ``on_stage`` callback drawing one progress bar per training stage."""
-
-    def stage(description: str, total: int):
-        task = bar.add_task(description, total=total)
-        return lambda: bar.advance(task)
-
-    return stage
 
 
 @crucio_app.command("train")
@@ -53,23 +42,17 @@ def crucio_train(
 
 
 def trained_codec(path: Path, videos: list[str], *, frames_per_video: int = 150, retrain: bool = False) -> Path:
-    """The Crucio checkpoint at ``path``, trained on ``videos`` unless one trained on them
-    with the default settings is already there (the demo's cache)."""
+    """The Crucio checkpoint at ``path``, trained on ``videos`` with the default settings unless
+    one trained so is already there (the demo's cache)."""
     from edgeva.crucio import load_crucio, save_crucio
     from edgeva.crucio.train import CrucioTrainConfig, train_crucio
 
     cfg = CrucioTrainConfig(videos=list(videos), frames_per_video=frames_per_video, log=lambda m: console.print(m, markup=False))
-    if path.exists() and not retrain:
-        try:
-            meta = load_crucio(path).meta
-            if meta.train_videos == [f"{v}.mp4" for v in videos] and (meta.frames_per_video, meta.steps, meta.seed) == (
-                    frames_per_video, cfg.steps, cfg.seed):
-                console.print(f"reusing the Crucio codec in {path}")
-                return path
-        except EdgevaError:
-            pass  # a damaged cache is retrained
-    console.print(f"training the Crucio codec on {', '.join(videos)} ({frames_per_video} frames each)")
-    with progress() as bar:
-        codec = train_crucio(cfg, on_stage=stage_bars(bar))
-    save_crucio(codec, path)
-    return path
+
+    def trained_with(p: Path) -> tuple:
+        meta = load_crucio(p).meta
+        return meta.train_videos, meta.frames_per_video, meta.steps, meta.seed
+
+    return reuse_or_train(path, "Crucio codec", wanted=([f"{v}.mp4" for v in videos], frames_per_video, cfg.steps, cfg.seed),
+                          trained_with=trained_with, train=lambda on_stage: train_crucio(cfg, on_stage=on_stage), save=save_crucio,
+                          retrain=retrain)

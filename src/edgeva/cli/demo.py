@@ -2,12 +2,14 @@
 
 1. Train the AccMPEG quality selector for YOLOX-Nano on car-detection and
    one-by-one-person-detection (or reuse the one trained by an earlier run).
-   Crucio's codec (autoencoder + keyframe GRU) is trained on the same two videos (or reused).
-2. Replay four videos the selector has never seen through AccMPEG, its oracle ceiling and the
-   baselines (the five of AccMPEG's paper, NeuroMesh's TileClipper and Crucio), every
-   configuration of each, compare accuracy, bytes and delay side by side, and check AccMPEG's
+   NeuroMesh's MAE + tubelet sampler and Crucio's codec (autoencoder + keyframe GRU) are trained
+   on the same two videos (or reused).
+2. Replay four videos none of them has seen through AccMPEG, its oracle ceiling, NeuroMesh and
+   the baselines (the five of AccMPEG's paper, NeuroMesh's TileClipper and Crucio), every
+   configuration of each, compare accuracy, bytes and delay side by side, check AccMPEG's
    goals (fewest bytes at the target F1; encoder against encoder, at least 35% fewer bytes than
-   uniform quality), with the measured reason where one is missed.
+   uniform quality), with the measured reason where one is missed, and set NeuroMesh against
+   uniform quality at equal F1 and at equal bytes.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Annotated
 
 import typer
 
-from edgeva.cli.app import app, console, progress
+from edgeva.cli.app import app, console, progress, stage_bars
 from edgeva.cli.evaluation import (
     ExecutorOpt,
     RayAddressOpt,
@@ -33,15 +35,7 @@ EVAL_VIDEOS = ("bottle-detection", "store-aisle-detection", "people-detection", 
 # measured camera and server times the demo's delays are made of (docs/scaling.md);
 # `--executor ray` opts in.
 DEMO_EXECUTOR = "serial"
-SCHEMES = ("uniform", "accmpeg", "accmpeg-oracle", "dds", "eaar", "reducto", "vigil", "tileclipper", "crucio")
-
-
-def _stage(bar):
-    def stage(description: str, total: int):
-        task = bar.add_task(description, total=total)
-        return lambda: bar.advance(task)
-
-    return stage
+SCHEMES = ("uniform", "accmpeg", "accmpeg-oracle", "neuromesh", "dds", "eaar", "reducto", "vigil", "tileclipper", "crucio")
 
 
 @app.command()
@@ -49,7 +43,7 @@ def demo(
     out: Annotated[Path, typer.Option(help="Where the selector, report, plot and results database go.")] = Path("out/demo"),
     frames_per_video: Annotated[int, typer.Option(help="Selector training frames per training video.")] = 150,
     frames: Annotated[int, typer.Option(help="Frames per evaluation video (from the start).")] = 101,
-    retrain: Annotated[bool, typer.Option("--retrain", help="Train a new selector and Crucio codec even if they exist.")] = False,
+    retrain: Annotated[bool, typer.Option("--retrain", help="Train a new selector, MAE and Crucio codec even if they exist.")] = False,
     executor: ExecutorOpt = DEMO_EXECUTOR,
     ray_address: RayAddressOpt = None,
     workers: WorkersOpt = None,
@@ -82,20 +76,22 @@ def _run(out: Path, frames_per_video: int, frames: int, retrain: bool, executor:
     else:
         console.print(f"[1/2] training the AccMPEG selector for yolox-nano on {', '.join(TRAIN_VIDEOS)} ({frames_per_video} frames each)")
         with progress() as bar:
-            selector = train_selector(cfg, on_stage=_stage(bar), executor=runner)
+            selector = train_selector(cfg, on_stage=stage_bars(bar), executor=runner)
         save_selector(selector, selector_path)
     from edgeva.cli.crucio import trained_codec
+    from edgeva.cli.neuromesh import trained_mae
 
+    mae_path = trained_mae(out / "mae.pt", list(TRAIN_VIDEOS), frames_per_video=frames_per_video, retrain=retrain)
     crucio_path = trained_codec(out / "crucio.pt", list(TRAIN_VIDEOS), retrain=retrain)
-    console.print(f"[2/2] comparing {', '.join(SCHEMES)} on {', '.join(EVAL_VIDEOS)} (first {frames} frames; unseen by the selector)")
-    eval_cfg = EvalConfig(videos=list(EVAL_VIDEOS), schemes=list(SCHEMES), checkpoints={"selector": str(selector_path), "crucio": str(crucio_path)},
-                          frames=frames)
+    console.print(f"[2/2] comparing {', '.join(SCHEMES)} on {', '.join(EVAL_VIDEOS)} (first {frames} frames; unseen in training)")
+    eval_cfg = EvalConfig(videos=list(EVAL_VIDEOS), schemes=list(SCHEMES), frames=frames,
+                          checkpoints={"selector": str(selector_path), "mae": str(mae_path), "crucio": str(crucio_path)})
     with progress() as bar:
         if leave_one_out:
             from edgeva.cli.evaluation import pool_selectors
 
-            eval_cfg.video_checkpoints = pool_selectors(list(EVAL_VIDEOS), "samples", frames_per_video, _stage(bar))
-        result = evaluate(eval_cfg, on_progress=_stage(bar), log=lambda m: console.print(m, markup=False), executor=runner)
+            eval_cfg.video_checkpoints = pool_selectors(list(EVAL_VIDEOS), "samples", frames_per_video, stage_bars(bar))
+        result = evaluate(eval_cfg, on_progress=stage_bars(bar), log=lambda m: console.print(m, markup=False), executor=runner)
     paths = write_outputs(result, out)
     db = str(out / "results.db")
     run_id = save_eval(db, model=eval_cfg.model, selector=str(selector_path), target_f1=eval_cfg.target_f1,
@@ -104,6 +100,7 @@ def _run(out: Path, frames_per_video: int, frames: int, retrain: bool, executor:
                        records=result.records, best=result.best)
     print_best(result.best, f"cheapest configuration reaching F1 >= {eval_cfg.target_f1}")
     _print_goals(result)
+    _print_neuromesh(result)
     console.print(f"report: {paths['report']}\nplot:   {paths['plot']}\nrun {run_id} stored in {db} (`edgeva runs --db {db}`)")
     report_failures(result.failures, len(result.records) + len(result.failures), str(paths["report"]))
 
@@ -133,3 +130,16 @@ def _print_goals(result) -> None:
                   f"{'n/a' if mean is None else f'{mean:+.1f}%'} -> {'met' if g['encoder_saving_met'] else 'MISSED'}")
     for line in reasons(result):
         console.print(f"  why: {line}", markup=False)
+
+
+def _print_neuromesh(result) -> None:
+    """NeuroMesh against uniform quality, full resolution and frame rate: F1 at equal bytes and bytes at equal F1."""
+    from edgeva.eval.goals import versus_uniform
+
+    console.print("NeuroMesh against uniform quality, full resolution and frame rate:")
+    for row in versus_uniform(result, "neuromesh"):
+        uniform = "below uniform's cheapest" if row["uniform_f1"] is None else f"uniform {row['uniform_f1']:.3f}"
+        line = f"  {row['video']}: with {row['bytes'] / 1000:.1f} KB neuromesh F1 {row['f1']:.3f}, {uniform}"
+        if (f := row["at_f1"]) is not None:
+            line += f"; at F1 {f['f1']:.3f} neuromesh {f['bytes'] / 1000:.1f} KB, uniform {f['uniform_bytes'] / 1000:.1f} KB ({f['saving_pct']:+.1f}%)"
+        console.print(line)

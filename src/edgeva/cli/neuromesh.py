@@ -9,8 +9,7 @@ from typing import Annotated
 
 import typer
 
-from edgeva.cli.app import app, console, progress, split_list, writable
-from edgeva.cli.crucio import stage_bars
+from edgeva.cli.app import app, console, progress, reuse_or_train, split_list, stage_bars, writable
 
 neuromesh_app = typer.Typer(help="Train NeuroMesh's masked auto-encoder (MAE) and sampler.", no_args_is_help=True)
 app.add_typer(neuromesh_app, name="neuromesh")
@@ -71,3 +70,20 @@ def neuromesh_train_head(
     meta = checkpoint.meta
     console.print(f"neuromesh head -> {out} ({time.perf_counter() - start:.0f} s): held-out distillation loss {meta.untrained_val_loss:.3f} "
                   f"untrained -> {meta.val_loss:.3f}, F1 {meta.val_f1:.3f} against YOLOX-Nano (step {meta.best_step} of {meta.steps})")
+
+
+def trained_mae(path: Path, videos: list[str], *, frames_per_video: int = 150, retrain: bool = False) -> Path:
+    """The MAE checkpoint at ``path``, trained on ``videos`` with the default settings (pixel
+    reward) unless one trained so is already there (the demo's cache)."""
+    from edgeva.neuromesh import load_mae, save_mae
+    from edgeva.neuromesh.train import NeuroMeshTrainConfig, train_mae
+
+    cfg = NeuroMeshTrainConfig(videos=list(videos), frames_per_video=frames_per_video, log=lambda m: console.print(m, markup=False))
+
+    def trained_with(p: Path) -> tuple:
+        meta = load_mae(p).meta
+        return meta.train_videos, meta.frames_per_video, meta.steps, meta.seed, meta.reward
+
+    return reuse_or_train(path, "NeuroMesh MAE", wanted=([f"{v}.mp4" for v in videos], frames_per_video, cfg.steps, cfg.seed, cfg.reward),
+                          trained_with=trained_with, train=lambda on_stage: train_mae(cfg, on_stage=on_stage), save=save_mae,
+                          retrain=retrain)

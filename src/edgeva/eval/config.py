@@ -24,6 +24,8 @@ class EvalConfig:
     # Per scheme, options added to every one of its configurations, e.g. {"accmpeg": {"adapt_every": 2}}
     # (online selector adaptation, edgeva.accmpeg.adapt); part of each replay's cache key.
     scheme_options: dict[str, dict] = field(default_factory=dict)
+    # Per scheme, the configurations to replay instead of its sweep, e.g. {"neuromesh": [{"mask_ratio": 0.5, "crf": 30}]}.
+    configs: dict[str, list[dict]] = field(default_factory=dict)
     frames: int | None = None  # per video, from the start
     chunk: int = 10
     target_f1: float = 0.9

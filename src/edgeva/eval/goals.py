@@ -14,7 +14,7 @@ from edgeva.errors import ConfigError
 from edgeva.eval.harness import EvalResult
 from edgeva.schemes import scheme_class
 
-__all__ = ["bytes_at_f1", "full_rate", "is_bound", "fewest_bytes", "equal_f1", "encoder_saving", "goals", "reasons",
+__all__ = ["bytes_at_f1", "f1_at_bytes", "full_rate", "is_bound", "fewest_bytes", "equal_f1", "equal_bytes", "versus_uniform", "encoder_saving", "goals", "reasons",
            "GOAL_WIN_SHARE", "GOAL_ENCODER_SAVING_PCT", "ORACLE"]
 
 ORACLE = "accmpeg-oracle"
@@ -35,18 +35,36 @@ def full_rate(record: dict) -> bool:
     return c.get("fps_divisor", 1) == 1 and c.get("scale", 1.0) == 1.0 and not c.get("filter_feature")
 
 
-def bytes_at_f1(records: list[dict], f1: float) -> float | None:
-    """Bytes a scheme's bytes/F1 frontier needs for ``f1``: linear between the two frontier
-    points that bracket it (configuration grids are coarse), or None if it never reaches it."""
+def _frontier(records: list[dict]) -> list[tuple[float, float]]:
+    """(bytes, F1) of the configurations no cheaper one matches in F1, cheapest first."""
     frontier, best = [], -1.0
     for r in sorted(records, key=lambda r: (r["bytes"], -r["f1"])):
         if r["f1"] > best:
             frontier.append((r["bytes"], r["f1"]))
             best = r["f1"]
+    return frontier
+
+
+def bytes_at_f1(records: list[dict], f1: float) -> float | None:
+    """Bytes a scheme's bytes/F1 frontier needs for ``f1``: linear between the two frontier
+    points that bracket it (configuration grids are coarse), or None if it never reaches it."""
+    frontier = _frontier(records)
     for (b0, f0), (b1, f1_) in zip([(0.0, -1.0), *frontier], frontier, strict=False):
         if f1_ >= f1:
             return b1 if f0 < 0 else b0 + (b1 - b0) * (f1 - f0) / (f1_ - f0)
     return None
+
+
+def f1_at_bytes(records: list[dict], nbytes: float) -> float | None:
+    """F1 a scheme's frontier reaches with ``nbytes``: linear between the two frontier points
+    that bracket it, its best F1 beyond the last, None below its cheapest configuration."""
+    frontier = _frontier(records)
+    if not frontier or nbytes < frontier[0][0]:
+        return None
+    for (b0, f0), (b1, f1_) in zip(frontier, frontier[1:], strict=False):
+        if b0 <= nbytes < b1:
+            return f0 + (f1_ - f0) * (nbytes - b0) / (b1 - b0)
+    return frontier[-1][1]
 
 
 def _videos(result: EvalResult) -> list[str]:
@@ -91,6 +109,40 @@ def equal_f1(result: EvalResult, schemes: tuple[str, ...] = ("accmpeg", ORACLE))
     return rows
 
 
+def _operating_point(records: list[dict], target_f1: float) -> dict:
+    """The cheapest configuration reaching ``target_f1``, else the most accurate one."""
+    reaching = [r for r in records if r["f1"] >= target_f1]
+    return min(reaching, key=lambda r: r["bytes"]) if reaching else max(records, key=lambda r: (r["f1"], -r["bytes"]))
+
+
+def equal_bytes(result: EvalResult, scheme: str) -> list[dict]:
+    """Per video, full resolution and frame rate: uniform quality's F1 with the bytes of
+    ``scheme``'s cheapest configuration reaching the target (else its most accurate one)."""
+    rows = []
+    for video in _videos(result):
+        ours, uniform = _curve(result, video, scheme), _curve(result, video, "uniform")
+        if not ours or not uniform:
+            continue
+        point = _operating_point(ours, result.config.target_f1)
+        rows.append({"video": video, "point": point, "bytes": point["bytes"], "f1": point["f1"],
+                     "uniform_f1": f1_at_bytes(uniform, point["bytes"])})
+    return rows
+
+
+def versus_uniform(result: EvalResult, scheme: str) -> list[dict]:
+    """Per video, full resolution and frame rate: :func:`equal_bytes`' row plus, under
+    ``at_f1``, the F1 and the bytes of uniform and of ``scheme`` there and the saving
+    (None where the two curves share no F1 above 0)."""
+    same_f1 = {row["video"]: row for row in equal_f1(result, (scheme,))}
+    rows = []
+    for row in equal_bytes(result, scheme):
+        f = same_f1.get(row["video"])
+        at_f1 = ({"f1": f["f1"], "uniform_bytes": f["bytes"]["uniform"], "bytes": f["bytes"][scheme], "saving_pct": f["saving_pct"][scheme]}
+                 if f and scheme in f["saving_pct"] else None)
+        rows.append({**row, "at_f1": at_f1})
+    return rows
+
+
 def encoder_saving(result: EvalResult, scheme: str = "accmpeg") -> list[dict]:
     """Per video: ``scheme``'s cheapest full-rate configuration reaching the target (else its most
     accurate) against uniform CRF interpolated to the same F1 (the 35% goal's points)."""
@@ -99,8 +151,7 @@ def encoder_saving(result: EvalResult, scheme: str = "accmpeg") -> list[dict]:
         ours, uniform = _curve(result, video, scheme), _curve(result, video, "uniform")
         if not ours or not uniform:
             continue
-        reaching = [r for r in ours if r["f1"] >= result.config.target_f1]
-        point = min(reaching, key=lambda r: r["bytes"]) if reaching else max(ours, key=lambda r: (r["f1"], -r["bytes"]))
+        point = _operating_point(ours, result.config.target_f1)
         matched = bytes_at_f1(uniform, point["f1"])
         saving = 100 * (1 - point["bytes"] / matched) if matched else None
         rows.append({"video": video, "point": point, "uniform_bytes": matched, "saving_pct": saving})

@@ -108,6 +108,8 @@ def evaluate(cfg: EvalConfig, *, on_progress: Progress | None = None, log: Calla
 
 def _evaluate(cfg: EvalConfig, executor: Executor, on_progress: Progress | None, log: Callable[[str], None]) -> EvalResult:
     start = time.perf_counter()
+    if unknown := [name for name in cfg.configs if name not in cfg.schemes]:
+        raise ConfigError(f"configurations given for {unknown[0]}, which is not among the schemes evaluated ({', '.join(cfg.schemes)})")
     checkpoint_ids = _check_checkpoints(cfg, log)
     with executor.pool(EvalWorker, cfg, checkpoint_ids) as pool:
         records, failures = _run(cfg, pool, on_progress, log)

@@ -21,6 +21,7 @@ from edgeva.eval.goals import (  # noqa: E402
     goals,
     is_bound,
     reasons,
+    versus_uniform,
 )
 from edgeva.eval.harness import EvalResult  # noqa: E402
 
@@ -31,7 +32,8 @@ RECORD_FIELDS = [
     "delay_mean_s", "delay_p95_s", "camera_ms_per_frame", "server_ms_per_frame",
 ]
 COLORS = {"accmpeg": "tab:red", "uniform": "tab:blue", "dds": "tab:green", "eaar": "tab:orange", "reducto": "tab:purple", "vigil": "tab:brown",
-          ORACLE: "tab:pink", "reducto-hindsight": "tab:gray", "tileclipper": "tab:cyan", "crucio": "tab:olive"}
+          ORACLE: "tab:pink", "reducto-hindsight": "tab:gray", "tileclipper": "tab:cyan", "crucio": "tab:olive",
+          "neuromesh": "black", "neuromesh-zero": "tab:gray"}
 
 
 def _config_label(config: dict) -> str:
@@ -133,6 +135,7 @@ def markdown_report(result: EvalResult) -> str:
                      if u else "none reaches it | | | |")
             lines.append(f"| {r['video']} | {_config_label(a['config'])} | {a['f1']:.3f} | {a['bytes'] / 1000:.1f} | {rival} |")
     lines += _goal_sections(result)
+    lines += _versus_uniform_section(result, "neuromesh")
     lines += ["", f"{len(result.records)} configurations replayed in {result.seconds:.0f} s. All rows: results.csv / results.json.", ""]
     if result.failures:
         lines += ["## Failed tasks", "", "| video | scheme | config | error |", "| --- | --- | --- | --- |"]
@@ -172,6 +175,25 @@ def _goal_sections(result: EvalResult) -> list[str]:
                       f"{p['video']} {p['saving_pct']:+.1f}% at F1 {p['point']['f1']:.3f}" for p in points if p["saving_pct"] is not None)
                   + (f"; mean {mean:+.1f}% (goal: at least 35% fewer) -> {'met' if g['encoder_saving_met'] else 'missed'}." if mean is not None else "; no point.")]
         lines += [f"- {why}" for why in reasons(result)]
+    return lines
+
+
+def _versus_uniform_section(result: EvalResult, scheme: str) -> list[str]:
+    """``scheme`` against uniform quality at full resolution and frame rate: F1 at equal bytes, bytes at equal F1."""
+    rows = versus_uniform(result, scheme)
+    if not rows:
+        return []
+    lines = ["", f"## {scheme} against uniform quality (full resolution and frame rate)", "",
+             f"Equal bytes: uniform's F1 with the bytes of {scheme}'s cheapest configuration reaching the target (else its most "
+             "accurate); equal F1: the bytes each needs at the target where both reach it, else at the highest both reach "
+             "(interpolated along each bytes/F1 frontier).", "",
+             f"| video | {scheme} config | KB | F1 | uniform F1 at these bytes | equal F1 | uniform KB | {scheme} KB | saving |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        uniform_f1 = "below its cheapest" if r["uniform_f1"] is None else f"{r['uniform_f1']:.3f}"
+        f = r["at_f1"]
+        at_f1 = f"{f['f1']:.3f} | {f['uniform_bytes'] / 1000:.1f} | {f['bytes'] / 1000:.1f} | {f['saving_pct']:+.1f}%" if f else "- | - | - | -"
+        lines.append(f"| {r['video']} | {_config_label(r['point']['config'])} | {r['bytes'] / 1000:.1f} | {r['f1']:.3f} | {uniform_f1} | {at_f1} |")
     return lines
 
 

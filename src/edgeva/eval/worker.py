@@ -176,8 +176,14 @@ class EvalWorker:
         frames, fps = self._video(path, cfg.frames)
         key, reference = self._reference(path, frames)
         ctx = self._context(path, frames, fps)
-        plan = [(name, {**config, **cfg.scheme_options.get(name, {})}) for name in cfg.schemes for config in (scheme_class(name).sweep(ctx) if cfg.sweep else [{}])]
+        plan = [(name, {**config, **cfg.scheme_options.get(name, {})}) for name in cfg.schemes for config in self._configs(name, ctx)]
         return VideoPlan(spec, path, Path(path).stem, len(frames), fps, key, plan, reference)
+
+    def _configs(self, name: str, ctx: SchemeContext) -> list[dict]:
+        """A scheme's configurations: those given for it, else its sweep (or its default)."""
+        if name in self.cfg.configs:
+            return [dict(c) for c in self.cfg.configs[name]]
+        return scheme_class(name).sweep(ctx) if self.cfg.sweep else [{}]
 
     def replay_key(self, video: VideoPlan, name: str, config: dict) -> dict:
         cfg = self.cfg
