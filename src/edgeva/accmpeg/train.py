@@ -10,6 +10,12 @@ frame as is, mirrored and downscaled (augmentation: each epoch sees one random v
 each frame); only the three-layer head is trained. On a 2-core CPU this turns 15 epochs over
 ~1000 frames from hours into minutes; the backbone's COCO-detection features are what the
 selector carries over to unseen videos.
+
+Two options (docs/accmpeg-selector.md, "Fine-tuning the backbone, degraded inputs"):
+``finetune_stages`` also trains the backbone's last stages (as the paper fine-tunes its
+extractor), caching the outputs of the frozen part instead of the head's input;
+``degrade_variants`` adds copies of each training frame degraded as a camera's input can be
+(:mod:`edgeva.accmpeg.degrade`), with the clean frame's mask.
 """
 
 from __future__ import annotations
