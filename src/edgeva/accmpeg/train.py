@@ -161,7 +161,7 @@ def _video_features(model: QualitySelector, path: str, indices: Sequence[int], s
         as_is = frame_features(model, frames, stages=stages)
         # A mirrored frame's blocks line up with the mirrored mask only when the padded width
         # (stride 16 of the padded input) is the frame width; otherwise the grid shifts.
-        h, w = model.prepare(frames_to_tensor(frames[:1])).shape[2:]
+        w = model.prepare(frames_to_tensor(frames[:1])).shape[3]
         aligned = split and w // 16 * (2 if cfg.input_scale == 0.5 else 1) == grid_shape(*frames[0].shape[:2])[1]
         mirrored = frame_features(model, [f[:, ::-1].copy() for f in frames[:split]], stages=stages) if aligned else None
         scaled = []
