@@ -25,11 +25,15 @@ from edgeva.errors import ConfigError
 __all__ = ["TRAIN_VERSION", "selector_key", "trained_selector", "leave_one_out"]
 
 TRAIN_VERSION = 1  # bump when training changes behaviour: cached selectors are keyed by it
+_ADDED = {"finetune_stages": 0, "finetune_lr": 2e-4, "degrade_variants": 0}  # TrainConfig fields newer than TRAIN_VERSION 1, with their defaults
 
 
 def selector_key(cfg: TrainConfig) -> str:
     """A digest of everything a trained selector depends on."""
     settings = {f.name: getattr(cfg, f.name) for f in fields(cfg) if f.name not in ("videos", "log")}
+    for name, default in _ADDED.items():  # settings added later: at their default, the key of an older selector stays
+        if settings[name] == default:
+            del settings[name]
     videos = [assets.file_identity(p) or p for p in (assets.resolve_video(v) for v in cfg.videos)]
     payload = json.dumps({"videos": videos, "settings": settings, "accgrad": ACCGRAD_VERSION, "train": TRAIN_VERSION}, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]

@@ -21,7 +21,7 @@ Backbones (``BACKBONES``), all pretrained, the choice measured (README, "selecto
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -117,7 +117,64 @@ class QualitySelector(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """One feature vector per macroblock of the original frame: strides 8, 16, 32 of the
         input brought to 16 original pixels (at half input scale, stride 8 is one block)."""
-        p8, p16, p32 = self.backbone(x)
+        return self.pyramid_features(*self.backbone(x))
+
+    def _chain(self) -> tuple[list[Callable[[torch.Tensor], torch.Tensor]], Callable | None]:
+        """The backbone as a chain of stages (the last three give strides 8, 16, 32) and the
+        neck over their outputs (None: the outputs are the pyramid)."""
+        b = self.backbone
+        if self.backbone_name == "shufflenetv2":
+            return [lambda x: b.maxpool(b.first_conv(x)), b.stage2, b.stage3, b.stage4], None
+        d = b.backbone if self.backbone_name == "yolox-nano-fpn" else b
+        return [lambda x: d.dark2(d.stem(x)), d.dark3, d.dark4, d.dark5], (b.neck if d is not b else None)
+
+    def max_finetune_stages(self) -> int:
+        """How many last stages can be unfrozen: the neck (if any) and the two stages after
+        the stride-8 one (the frozen part always ends with an output of the pyramid)."""
+        return 2 + (self._chain()[1] is not None)
+
+    def _split(self, stages: int) -> tuple[int, Callable | None]:
+        if not 0 <= stages <= self.max_finetune_stages():
+            raise ModelError(f"finetune stages {stages}: backbone {self.backbone_name} has 0 to {self.max_finetune_stages()}")
+        chain, neck = self._chain()
+        return 4 - max(stages - (neck is not None), 0), neck
+
+    def trunk(self, x: torch.Tensor, stages: int = 0) -> tuple[torch.Tensor, ...]:
+        """The backbone without its last ``stages`` stages (the neck counts as one): the
+        outputs of its frozen part, which training computes once per frame."""
+        if stages == 0:
+            return tuple(self.backbone(x))
+        frozen, _ = self._split(stages)
+        outs = []
+        for i, stage in enumerate(self._chain()[0][:frozen]):
+            x = stage(x)
+            if i >= 1:
+                outs.append(x)
+        return tuple(outs)
+
+    def tail(self, inner: Sequence[torch.Tensor], stages: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The last ``stages`` stages on :meth:`trunk`'s outputs: the pyramid (strides 8, 16, 32)."""
+        if stages == 0:
+            return tuple(inner)
+        frozen, neck = self._split(stages)
+        outs, x = list(inner), inner[-1]
+        for stage in self._chain()[0][frozen:]:
+            x = stage(x)
+            outs.append(x)
+        return tuple(neck(*outs)) if neck is not None else tuple(outs)
+
+    def tail_parameters(self, stages: int) -> list[nn.Parameter]:
+        """The weights :meth:`tail` uses (what fine-tuning ``stages`` stages trains)."""
+        if stages == 0:
+            return []
+        frozen, neck = self._split(stages)
+        params = [p for stage in self._chain()[0][frozen:] for p in stage.parameters()]
+        if neck is not None:
+            params += [p for n, p in self.backbone.named_parameters() if not n.startswith("backbone.")]
+        return params
+
+    def pyramid_features(self, p8: torch.Tensor, p16: torch.Tensor, p32: torch.Tensor) -> torch.Tensor:
+        """Strides 8, 16, 32 brought to one vector per macroblock (see :meth:`features`)."""
         if self.input_scale == 0.5:
             return torch.cat([p8, F.interpolate(p16, scale_factor=2.0, mode="nearest"), F.interpolate(p32, scale_factor=4.0, mode="nearest")], 1)
         return torch.cat([F.avg_pool2d(p8, 2), p16, F.interpolate(p32, scale_factor=2.0, mode="nearest")], 1)

@@ -10,12 +10,19 @@ frame as is, mirrored and downscaled (augmentation: each epoch sees one random v
 each frame); only the three-layer head is trained. On a 2-core CPU this turns 15 epochs over
 ~1000 frames from hours into minutes; the backbone's COCO-detection features are what the
 selector carries over to unseen videos.
+
+Two options (docs/accmpeg-selector.md, "Fine-tuning the backbone, degraded inputs"):
+``finetune_stages`` also trains the backbone's last stages (as the paper fine-tunes its
+extractor), caching the outputs of the frozen part instead of the head's input;
+``degrade_variants`` adds copies of each training frame degraded as a camera's input can be
+(:mod:`edgeva.accmpeg.degrade`), with the clean frame's mask.
 """
 
 from __future__ import annotations
 
 import random
 import time
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,13 +33,14 @@ import torch.nn.functional as F
 
 from edgeva import assets
 from edgeva.accmpeg.accgrad import compute_accgrad
+from edgeva.accmpeg.degrade import degrade
 from edgeva.accmpeg.selector import QualitySelector, SelectorMeta
 from edgeva.errors import ConfigError, EdgevaError
 from edgeva.executor import Executor, SerialExecutor, TaskFailure
 from edgeva.models import create_detector, frames_to_tensor
 from edgeva.video import grid_shape, open_video, resize_even
 
-__all__ = ["TrainConfig", "train_selector", "epoch_batches", "head_step", "frame_features", "selector_scores", "block_precision_recall", "own_scale", "evaluate_selector", "sample_indices", "ground_truth_masks"]
+__all__ = ["TrainConfig", "train_selector", "epoch_batches", "head_step", "frame_features", "degraded_frames", "selector_scores", "block_precision_recall", "own_scale", "evaluate_selector", "sample_indices", "ground_truth_masks"]
 
 
 @dataclass
@@ -57,6 +65,9 @@ class TrainConfig:
     input_scale: float = 1.0  # the selector runs on frames resized by this
     scales: tuple[float, ...] = (0.75, 0.5)  # also train on frames resized by these (masks max-pooled)
     accgrad_batch: int = 2
+    finetune_stages: int = 0  # also train the backbone's last N stages (the neck counts as one); 0: the head only
+    finetune_lr: float = 2e-4  # learning rate of the unfrozen backbone stages
+    degrade_variants: int = 0  # per training frame, this many degraded copies (edgeva.accmpeg.degrade), clean mask
     log: Callable[[str], None] = field(default=print, repr=False)
 
 
@@ -81,13 +92,45 @@ def _read(video: str, indices: Sequence[int]) -> list[np.ndarray]:
     return [frames[i] for i in indices]
 
 
+Feats = torch.Tensor | tuple[torch.Tensor, ...]  # the head's input, or the frozen trunk's outputs when fine-tuning
+
+
 @torch.inference_mode()
-def frame_features(model: QualitySelector, frames: Sequence[np.ndarray], batch: int = 8) -> torch.Tensor:
+def frame_features(model: QualitySelector, frames: Sequence[np.ndarray], batch: int = 8, stages: int = 0) -> Feats:
+    """float16 features of ``frames``, batched: the head's input (``stages`` 0) or the outputs
+    of the backbone's frozen part when its last ``stages`` stages are fine-tuned."""
     out = []
     for i in range(0, len(frames), batch):
         x = model.prepare(frames_to_tensor(frames[i : i + batch]))
-        out.append(model.features(x).to(torch.float16))
-    return torch.cat(out)
+        out.append(model.features(x).to(torch.float16) if stages == 0 else [t.to(torch.float16) for t in model.trunk(x, stages)])
+    return torch.cat(out) if stages == 0 else tuple(torch.cat(parts) for parts in zip(*out, strict=True))
+
+
+def _take(feats: Feats, i: int) -> Feats:
+    return feats[i : i + 1] if isinstance(feats, torch.Tensor) else tuple(t[i : i + 1] for t in feats)
+
+
+def _shape(feats: Feats) -> tuple:
+    return tuple(feats.shape) if isinstance(feats, torch.Tensor) else tuple(tuple(t.shape) for t in feats)
+
+
+def _stack(feats: Sequence[Feats]) -> Feats:
+    if isinstance(feats[0], torch.Tensor):
+        return torch.cat(feats).float()
+    return tuple(torch.cat(parts).float() for parts in zip(*feats, strict=True))
+
+
+def _logits(model: QualitySelector, feats: Feats, stages: int) -> torch.Tensor:
+    if stages == 0:
+        return model.head(feats).squeeze(1)
+    return model.head(model.pyramid_features(*model.tail(feats, stages))).squeeze(1)
+
+
+def degraded_frames(frames: Sequence[np.ndarray], video: str, seed: int, variant: int) -> list[np.ndarray]:
+    """``frames`` degraded as a camera's input can be (:func:`edgeva.accmpeg.degrade.degrade`),
+    the random choices seeded by (seed, video name, variant): reproducible per video."""
+    rng = np.random.default_rng([seed, zlib.crc32(Path(video).name.encode()), variant])
+    return [degrade(f, rng) for f in frames]
 
 
 @dataclass
@@ -97,9 +140,10 @@ class _Features:
     features and the smaller block grid."""
 
     size: tuple[int, int]  # (height, width) of the frames
-    as_is: torch.Tensor
-    mirrored: torch.Tensor | None
-    scaled: list[tuple[torch.Tensor, tuple[int, int]]]
+    as_is: Feats
+    mirrored: Feats | None
+    scaled: list[tuple[Feats, tuple[int, int]]]
+    degraded: list[Feats] = field(default_factory=list)  # one per degraded copy of the training frames
 
 
 _feature_cache: dict[tuple, _Features] = {}  # per process: leave-one-out selectors share most frames
@@ -109,46 +153,53 @@ def _video_features(model: QualitySelector, path: str, indices: Sequence[int], s
     """Features of a video's sampled frames (the first ``split`` are training frames), kept
     for the process keyed by everything they depend on, so selectors trained on overlapping
     sets of videos compute them once."""
-    key = (assets.file_identity(path) or path, tuple(indices), split, cfg.backbone, cfg.input_scale, tuple(cfg.scales))
+    key = (assets.file_identity(path) or path, tuple(indices), split, cfg.backbone, cfg.input_scale, tuple(cfg.scales), cfg.finetune_stages,
+           cfg.degrade_variants, cfg.seed if cfg.degrade_variants else None)
     if key not in _feature_cache:
         frames = _read(path, indices)
-        as_is = frame_features(model, frames)
+        stages = cfg.finetune_stages
+        as_is = frame_features(model, frames, stages=stages)
         # A mirrored frame's blocks line up with the mirrored mask only when the padded width
-        # is the frame width; otherwise the padding moves to the left and the grid shifts.
-        aligned = split and as_is.shape[3] == grid_shape(*frames[0].shape[:2])[1]
-        mirrored = frame_features(model, [f[:, ::-1].copy() for f in frames[:split]]) if aligned else None
+        # (stride 16 of the padded input) is the frame width; otherwise the grid shifts.
+        w = model.prepare(frames_to_tensor(frames[:1])).shape[3]
+        aligned = split and w // 16 * (2 if cfg.input_scale == 0.5 else 1) == grid_shape(*frames[0].shape[:2])[1]
+        mirrored = frame_features(model, [f[:, ::-1].copy() for f in frames[:split]], stages=stages) if aligned else None
         scaled = []
         for factor in cfg.scales if split else ():
             small = [resize_even(f, factor) for f in frames[:split]]
-            scaled.append((frame_features(model, small), grid_shape(*small[0].shape[:2])))
-        _feature_cache[key] = _Features(frames[0].shape[:2], as_is, mirrored, scaled)
+            scaled.append((frame_features(model, small, stages=stages), grid_shape(*small[0].shape[:2])))
+        degraded = [frame_features(model, degraded_frames(frames[:split], path, cfg.seed, v), stages=stages) for v in range(cfg.degrade_variants if split else 0)]
+        _feature_cache[key] = _Features(frames[0].shape[:2], as_is, mirrored, scaled, degraded)
         if len(_feature_cache) > 16:
             _feature_cache.pop(next(iter(_feature_cache)))
     return _feature_cache[key]
 
 
-def _variants(feats: _Features, masks: torch.Tensor, split: int) -> list[list[tuple[torch.Tensor, torch.Tensor]]]:
+def _variants(feats: _Features, masks: torch.Tensor, split: int) -> list[list[tuple[Feats, torch.Tensor]]]:
     """Per training frame, its (features, mask) variants: as is, mirrored, downscaled (the
-    mask max-pooled to the smaller grid)."""
-    variants = [[(feats.as_is[i : i + 1], masks[i : i + 1])] for i in range(split)]
+    mask max-pooled to the smaller grid), degraded (the clean frame's mask)."""
+    variants = [[(_take(feats.as_is, i), masks[i : i + 1])] for i in range(split)]
     if feats.mirrored is not None:
         for i in range(split):
-            variants[i].append((feats.mirrored[i : i + 1], masks[i : i + 1].flip(2)))
+            variants[i].append((_take(feats.mirrored, i), masks[i : i + 1].flip(2)))
     for small, grid in feats.scaled:
         pooled = F.adaptive_max_pool2d(masks[:split, None], grid)[:, 0]
         for i in range(split):
-            variants[i].append((small[i : i + 1], pooled[i : i + 1]))
+            variants[i].append((_take(small, i), pooled[i : i + 1]))
+    for degraded in feats.degraded:
+        for i in range(split):
+            variants[i].append((_take(degraded, i), masks[i : i + 1]))
     return variants
 
-def epoch_batches(train: Sequence[Sequence[tuple[torch.Tensor, torch.Tensor]]], batch_size: int, rng: random.Random) -> list[list[tuple[torch.Tensor, torch.Tensor]]]:
+def epoch_batches(train: Sequence[Sequence[tuple[Feats, torch.Tensor]]], batch_size: int, rng: random.Random) -> list[list[tuple[Feats, torch.Tensor]]]:
     """One epoch's batches: a random variant of each training frame, grouped so that a batch
     holds one feature shape *and* one mask shape. Frames of different sizes can share a
     padded feature shape (a 360x202 and a 384x216 frame both pad to 384x224) while their
     block grids differ (23x13 and 24x14 blocks), so grouping by features alone is not enough."""
-    by_shape: dict[tuple, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+    by_shape: dict[tuple, list[tuple[Feats, torch.Tensor]]] = {}
     for variants in train:
         feat, mask = rng.choice(variants)
-        by_shape.setdefault((tuple(feat.shape), tuple(mask.shape)), []).append((feat, mask))
+        by_shape.setdefault((_shape(feat), tuple(mask.shape)), []).append((feat, mask))
     batches = []
     for members in by_shape.values():
         rng.shuffle(members)
@@ -157,13 +208,15 @@ def epoch_batches(train: Sequence[Sequence[tuple[torch.Tensor, torch.Tensor]]], 
     return batches
 
 
-def head_step(model: QualitySelector, batch: Sequence[tuple[torch.Tensor, torch.Tensor]], optimizer: torch.optim.Optimizer, pos_weight: torch.Tensor) -> float:
+def head_step(model: QualitySelector, batch: Sequence[tuple[Feats, torch.Tensor]], optimizer: torch.optim.Optimizer, pos_weight: torch.Tensor,
+              stages: int = 0) -> float:
     """One optimisation step of the head on a batch of (frozen-backbone features, ground-truth
     mask) pairs of one shape (cross-entropy, high-quality class weighted ``pos_weight``); the
-    mean loss. Training and online adaptation (:mod:`edgeva.accmpeg.adapt`) share it."""
-    feats = torch.cat([f for f, _ in batch]).float()
+    mean loss. Training and online adaptation (:mod:`edgeva.accmpeg.adapt`) share it. With
+    ``stages`` > 0 the features are the frozen trunk's outputs and the gradient also reaches
+    the backbone's last ``stages`` stages (what ``optimizer`` holds of them is trained)."""
     masks = torch.cat([m for _, m in batch])
-    logits = model.head(feats).squeeze(1)[:, : masks.shape[1], : masks.shape[2]]
+    logits = _logits(model, _stack([f for f, _ in batch]), stages)[:, : masks.shape[1], : masks.shape[2]]
     loss = F.binary_cross_entropy_with_logits(logits, masks, pos_weight=pos_weight)
     optimizer.zero_grad()
     loss.backward()
@@ -171,12 +224,12 @@ def head_step(model: QualitySelector, batch: Sequence[tuple[torch.Tensor, torch.
     return loss.item()
 
 
-def _evaluate(model: QualitySelector, feats: list[torch.Tensor], masks: list[torch.Tensor], cfg: TrainConfig) -> dict[str, float]:
+def _evaluate(model: QualitySelector, feats: list[Feats], masks: list[torch.Tensor], cfg: TrainConfig) -> dict[str, float]:
     model.eval()
     loss_sum = n = tp = fp = fn = 0.0
     with torch.no_grad():
         for f, m in zip(feats, masks, strict=True):
-            logits = model.head(f.float()).squeeze(1)[:, : m.shape[1], : m.shape[2]]
+            logits = _logits(model, _stack([f]), cfg.finetune_stages)[:, : m.shape[1], : m.shape[2]]
             loss_sum += F.binary_cross_entropy_with_logits(logits, m, pos_weight=torch.tensor(cfg.pos_weight), reduction="sum").item()
             n += m.numel()
             pred = torch.sigmoid(logits) >= cfg.alpha
@@ -231,6 +284,8 @@ def train_selector(cfg: TrainConfig, *, on_stage: Callable[[str, int], Callable[
         raise ConfigError("selector training needs at least one video")
     if not 0.0 <= cfg.val_fraction < 1.0:
         raise ConfigError(f"--val-fraction {cfg.val_fraction}: must be in [0, 1)")
+    if cfg.degrade_variants < 0:
+        raise ConfigError(f"--degrade {cfg.degrade_variants}: must be >= 0")
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
@@ -256,7 +311,9 @@ def train_selector(cfg: TrainConfig, *, on_stage: Callable[[str, int], Callable[
     #    mirrored, downscaled): one random variant per frame and epoch is the augmentation.
     model = QualitySelector(cfg.backbone, input_scale=cfg.input_scale).load_pretrained()
     model.backbone.eval().to(memory_format=torch.channels_last)
-    train: list[list[tuple[torch.Tensor, torch.Tensor]]] = []
+    if not 0 <= cfg.finetune_stages <= model.max_finetune_stages():
+        raise ConfigError(f"--finetune-stages {cfg.finetune_stages}: backbone {cfg.backbone} has 0 to {model.max_finetune_stages()} stages to fine-tune")
+    train: list[list[tuple[Feats, torch.Tensor]]] = []
     val_f, val_m = [], []
     sizes: set[tuple[int, int]] = set()
     step = tick("features", sum(len(i) for _, i, _ in per_video))
@@ -266,13 +323,16 @@ def train_selector(cfg: TrainConfig, *, on_stage: Callable[[str, int], Callable[
         split = len(indices) - int(round(len(indices) * cfg.val_fraction))
         feats = _video_features(model, path, indices, split, cfg)
         sizes.add(feats.size)
-        val_f += [feats.as_is[i : i + 1] for i in range(split, len(indices))]
+        val_f += [_take(feats.as_is, i) for i in range(split, len(indices))]
         val_m += [masks[i : i + 1] for i in range(split, len(indices))]
         train += _variants(feats, masks, split)
         for _ in indices:
             step()
-    # 3. Train the head; keep the best epoch on validation loss.
-    optimizer = torch.optim.AdamW(model.head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # 3. Train the head (and the unfrozen stages, BatchNorm statistics kept); keep the best epoch on validation loss.
+    groups = [{"params": list(model.head.parameters()), "lr": cfg.lr}]
+    if cfg.finetune_stages:
+        groups.append({"params": model.tail_parameters(cfg.finetune_stages), "lr": cfg.finetune_lr})
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(cfg.epochs, 1))
     pos_weight = torch.tensor(cfg.pos_weight)
     best, best_state, best_epoch, best_val = float("inf"), None, 0, {}
@@ -282,7 +342,7 @@ def train_selector(cfg: TrainConfig, *, on_stage: Callable[[str, int], Callable[
         model.head.train()
         total = 0.0
         for batch in epoch_batches(train, cfg.batch_size, rng):
-            total += head_step(model, batch, optimizer, pos_weight) * len(batch)
+            total += head_step(model, batch, optimizer, pos_weight, cfg.finetune_stages) * len(batch)
         scheduler.step()
         val = _evaluate(model, val_f or [v[0][0] for v in train], val_m or [v[0][1] for v in train], cfg)
         cfg.log(

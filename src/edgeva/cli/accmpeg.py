@@ -156,6 +156,9 @@ def selector_train(
     ray_address: RayAddressOpt = None,
     workers: WorkersOpt = None,
     scale_per_video: Annotated[bool, typer.Option("--scale-per-video", help="Each video's ground truth from its own AccGrad p99 (docs/accmpeg-selector.md).")] = False,
+    finetune_stages: Annotated[int, typer.Option(help="Also train the backbone's last N stages (the FPN neck counts as one) at --finetune-lr; 0: the head only.")] = 0,
+    finetune_lr: Annotated[float, typer.Option(help="Learning rate of the fine-tuned backbone stages.")] = 2e-4,
+    degrade: Annotated[int, typer.Option(help="Per training frame, N copies degraded as a camera's input (noise, exposure, blur, JPEG), clean masks.")] = 0,
 ) -> None:
     """Generate (or reuse cached) AccGrad masks and train a quality selector."""
     from edgeva.accmpeg.selector import save_selector
@@ -168,7 +171,8 @@ def selector_train(
     cfg = TrainConfig(
         videos=names, model=model, frames_per_video=frames_per_video, epochs=epochs, val_fraction=val_fraction,
         accgrad_threshold=threshold, crf_high=crf_high, crf_low=crf_low, seed=seed, backbone=backbone,
-        scale_per_video=scale_per_video, log=lambda m: console.print(m, markup=False),
+        scale_per_video=scale_per_video, finetune_stages=finetune_stages, finetune_lr=finetune_lr, degrade_variants=degrade,
+        log=lambda m: console.print(m, markup=False),
     )
     start = time.perf_counter()
     with progress() as bar:
