@@ -62,3 +62,40 @@ def test_bad_input_is_one_line_and_nonzero(tmp_path, args, names):
     lines = [line for line in proc.stderr.splitlines() if line.strip() and "━" not in line]
     assert len(lines) == 1, proc.stderr
     assert names in lines[0] and "Traceback" not in proc.stderr
+
+
+def test_the_demo_reuses_a_checkpoint_trained_the_same_way_and_retrains_otherwise(tmp_path):
+    import json as _json
+
+    from edgeva.cli.app import reuse_or_train
+    from edgeva.errors import ModelError
+
+    path, trained = tmp_path / "model.json", []
+
+    def train(_on_stage):
+        trained.append(1)
+        return {"videos": ["a.mp4"], "steps": len(trained)}
+
+    def save(obj, p):
+        p.write_text(_json.dumps(obj))
+
+    def trained_with(p):
+        try:
+            obj = _json.loads(p.read_text())
+        except ValueError as e:
+            raise ModelError(f"{p}: damaged") from e
+        return (obj["videos"], 300)
+
+    def get(wanted, retrain=False):
+        return reuse_or_train(path, "test model", wanted=wanted, trained_with=trained_with, train=train, save=save, retrain=retrain)
+
+    assert get((["a.mp4"], 300)) == path and len(trained) == 1
+    get((["a.mp4"], 300))
+    assert len(trained) == 1  # same inputs: reused
+    get((["a.mp4"], 500))
+    assert len(trained) == 2  # another setting: trained again
+    get((["a.mp4"], 300), retrain=True)
+    assert len(trained) == 3
+    path.write_text("{not json")
+    get((["a.mp4"], 300))
+    assert len(trained) == 4 and _json.loads(path.read_text())["steps"] == 4  # a damaged cache is replaced

@@ -66,6 +66,8 @@ class SelectorMeta:
     seed: int = 0
     backbone: str = "yolox-nano-fpn"
     input_scale: float = 1.0  # the selector sees frames resized by this (0.5: 4x cheaper)
+    finetune_stages: int = 0  # backbone stages trained with the head (0: the head only)
+    degrade_variants: int = 0  # degraded copies of each training frame
     version: int = 1
 
 

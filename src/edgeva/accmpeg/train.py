@@ -371,6 +371,8 @@ def train_selector(cfg: TrainConfig, *, on_stage: Callable[[str, int], Callable[
         seed=cfg.seed,
         backbone=cfg.backbone,
         input_scale=cfg.input_scale,
+        finetune_stages=cfg.finetune_stages,
+        degrade_variants=cfg.degrade_variants,
     )
     cfg.log(f"best epoch {best_epoch} (val loss {best:.4f}); total {time.perf_counter() - start:.0f} s")
     return model.eval().to(memory_format=torch.channels_last)

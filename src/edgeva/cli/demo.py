@@ -70,7 +70,8 @@ def _run(out: Path, frames_per_video: int, frames: int, retrain: bool, executor:
     reuse = False
     if selector_path.exists() and not retrain:
         meta = load_selector(selector_path).meta
-        reuse = meta.train_videos == [f"{v}.mp4" for v in TRAIN_VIDEOS] and meta.frames_per_video == frames_per_video
+        reuse = (meta.train_videos, meta.frames_per_video, meta.finetune_stages) == ([f"{v}.mp4" for v in TRAIN_VIDEOS], frames_per_video,
+                                                                                cfg.finetune_stages)
     if reuse:
         console.print(f"[1/2] reusing the selector in {selector_path} (pass --retrain to train again)")
     else:
