@@ -115,18 +115,19 @@ def _operating_point(records: list[dict], target_f1: float) -> dict:
     return min(reaching, key=lambda r: r["bytes"]) if reaching else max(records, key=lambda r: (r["f1"], -r["bytes"]))
 
 
+def _points(result: EvalResult, scheme: str):
+    """Per video with both curves at full rate: (video, ``scheme``'s operating point, uniform's curve)."""
+    for video in _videos(result):
+        ours, uniform = _curve(result, video, scheme), _curve(result, video, "uniform")
+        if ours and uniform:
+            yield video, _operating_point(ours, result.config.target_f1), uniform
+
+
 def equal_bytes(result: EvalResult, scheme: str) -> list[dict]:
     """Per video, full resolution and frame rate: uniform quality's F1 with the bytes of
     ``scheme``'s cheapest configuration reaching the target (else its most accurate one)."""
-    rows = []
-    for video in _videos(result):
-        ours, uniform = _curve(result, video, scheme), _curve(result, video, "uniform")
-        if not ours or not uniform:
-            continue
-        point = _operating_point(ours, result.config.target_f1)
-        rows.append({"video": video, "point": point, "bytes": point["bytes"], "f1": point["f1"],
-                     "uniform_f1": f1_at_bytes(uniform, point["bytes"])})
-    return rows
+    return [{"video": video, "point": point, "bytes": point["bytes"], "f1": point["f1"], "uniform_f1": f1_at_bytes(uniform, point["bytes"])}
+            for video, point, uniform in _points(result, scheme)]
 
 
 def versus_uniform(result: EvalResult, scheme: str) -> list[dict]:
@@ -147,11 +148,7 @@ def encoder_saving(result: EvalResult, scheme: str = "accmpeg") -> list[dict]:
     """Per video: ``scheme``'s cheapest full-rate configuration reaching the target (else its most
     accurate) against uniform CRF interpolated to the same F1 (the 35% goal's points)."""
     rows = []
-    for video in _videos(result):
-        ours, uniform = _curve(result, video, scheme), _curve(result, video, "uniform")
-        if not ours or not uniform:
-            continue
-        point = _operating_point(ours, result.config.target_f1)
+    for video, point, uniform in _points(result, scheme):
         matched = bytes_at_f1(uniform, point["f1"])
         saving = 100 * (1 - point["bytes"] / matched) if matched else None
         rows.append({"video": video, "point": point, "uniform_bytes": matched, "saving_pct": saving})
