@@ -23,7 +23,13 @@ from edgeva.errors import CodecError, ConfigError
 from edgeva.eval.cache import cache_file, load_entry, outcomes_from_json, store_entry
 from edgeva.eval.harness import EvalConfig, _check_checkpoints, evaluate
 from edgeva.eval.worker import EvalWorker
-from edgeva.executor import SerialExecutor, TaskFailure, check_ray_address, create_executor
+from edgeva.executor import (
+    SerialExecutor,
+    TaskFailure,
+    check_ray_address,
+    create_executor,
+    init_ray,
+)
 
 ray = pytest.importorskip("ray")
 
@@ -43,7 +49,7 @@ def local_ray(tmp_path_factory):
     cache = tmp_path_factory.mktemp("ray-cache")
     previous = os.environ.get("EDGEVA_CACHE")
     os.environ["EDGEVA_CACHE"] = str(cache)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    init_ray({"num_cpus": 2, "include_dashboard": False, "log_to_driver": False, "logging_level": "ERROR"})
     yield cache
     ray.shutdown()
     if previous is None:
@@ -277,3 +283,34 @@ def test_accgrad_on_ray_equals_the_serial_maps(local_ray, tmp_path, monkeypatch)
     parallel = {i: m for part in parts for i, m in part.items()}
     assert sorted(parallel) == indices
     assert all(np.array_equal(parallel[i], serial[i]) for i in indices)
+
+
+def test_a_local_ray_that_does_not_come_up_is_started_once_more(monkeypatch):
+    import edgeva.executor as executor
+
+    class FakeRay:
+        def __init__(self, failures):
+            self.failures, self.inits, self.shutdowns = failures, 0, 0
+
+        def init(self, **_options):
+            self.inits += 1
+            if self.inits <= self.failures:
+                raise Exception("The current node timed out during startup.")
+
+        def shutdown(self):
+            self.shutdowns += 1
+
+    once = FakeRay(failures=1)
+    monkeypatch.setattr(executor, "_ray", lambda: once)
+    init_ray({"num_cpus": 2})
+    assert (once.inits, once.shutdowns) == (2, 1)
+    always = FakeRay(failures=5)
+    monkeypatch.setattr(executor, "_ray", lambda: always)
+    with pytest.raises(Exception, match="timed out"):
+        init_ray({"num_cpus": 2})
+    assert always.inits == 2  # once more, not forever
+    remote = FakeRay(failures=1)
+    monkeypatch.setattr(executor, "_ray", lambda: remote)
+    with pytest.raises(Exception, match="timed out"):
+        init_ray({"address": "10.0.0.1:6379"})
+    assert remote.inits == 1  # a cluster that is not there is not retried

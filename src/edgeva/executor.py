@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 from edgeva.errors import ConfigError, EdgevaError
 from edgeva.registry import Registry
 
-__all__ = ["Executor", "WorkerPool", "TaskFailure", "EXECUTORS", "create_executor", "list_executors", "check_ray_address"]
+__all__ = ["Executor", "WorkerPool", "TaskFailure", "EXECUTORS", "create_executor", "list_executors", "check_ray_address", "init_ray"]
 
 OnDone = Callable[[int, Any], None]  # (call index, result or TaskFailure)
 
@@ -151,6 +151,23 @@ class SerialExecutor(Executor):
 
 
 # -- Ray ------------------------------------------------------------------------------------
+def init_ray(options: dict[str, Any], *, attempts: int = 2) -> None:
+    """``ray.init(**options)``; a local runtime that does not come up is started again, once.
+    Ray gives its raylet 30 s to register and then raises a bare ``Exception``; a test run on a
+    loaded 2-core machine saw it happen once (not reproduced alone)."""
+    ray = _ray()
+    for attempt in range(attempts):
+        try:
+            ray.init(**options)
+            return
+        except (ConnectionError, RuntimeError, ValueError):
+            raise  # bad input: retrying cannot help
+        except Exception:
+            ray.shutdown()
+            if "address" in options or attempt == attempts - 1:
+                raise
+
+
 def check_ray_address(address: str, timeout_s: float = 3.0) -> None:
     """Fail fast, with one line, when nothing answers at a Ray address (``ray.init`` would
     otherwise retry for a minute). ``auto`` (a cluster started on this machine) is left to Ray."""
@@ -322,8 +339,8 @@ class RayExecutor(Executor):
         else:
             options |= {"num_cpus": os.cpu_count() or 1, "include_dashboard": False}
         try:
-            ray.init(**options)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
+            init_ray(options)
+        except Exception as exc:  # Ray raises bare Exceptions too (a raylet that never registered)
             hint = ("; a cluster with token authentication needs RAY_AUTH_MODE=token and its token here (docs/scaling.md)"
                     if self.address and "RAY_AUTH_MODE" not in os.environ else "")
             raise ConfigError(f"--ray-address {self.address or 'local'}: cannot start or join Ray ({one_line(exc)}){hint}") from None
