@@ -164,3 +164,19 @@ def test_bad_inputs_are_one_clear_line(tmp_path, checkpoint, codec):
         proc = subprocess.run([*EDGEVA, *args], capture_output=True, text=True, env=env, timeout=300)
         assert proc.returncode == 2, proc.stderr
         assert proc.stderr.strip().count("\n") == 0 and message in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("positions", [True, False])
+def test_a_content_only_sampler_scores_a_shifted_tubelet_the_same(positions):
+    from edgeva.neuromesh.model import VideoMAE
+
+    torch.manual_seed(0)
+    model = VideoMAE(MaeSpec(width=32, depth=1, decoder_width=32, decoder_depth=1, heads=2, sampler_heads=2,
+                             sampler_positions=positions)).eval()
+    clip = torch.from_numpy(np.stack(frames_of("store-aisle-detection", 8)[:8])[:, :144, :256]).permute(3, 0, 1, 2)[None].float() / 255
+    shifted = torch.roll(clip, shifts=16, dims=4)  # every tubelet one column to the right, the last wrapping round
+    with torch.no_grad():
+        probs = model.keep_probabilities(clip).reshape(1, 4, 9, 16)
+        moved = model.keep_probabilities(shifted).reshape(1, 4, 9, 16)
+    same = torch.allclose(torch.roll(probs, shifts=1, dims=3), moved, rtol=1e-4, atol=1e-7)
+    assert same is (not positions)  # with position codes a tubelet's score depends on where it is

@@ -26,15 +26,19 @@ def neuromesh_train(
     reward: Annotated[str, typer.Option(help="The sampler's reward: pixel (reconstruction error) or detection (plus YOLOX-Nano's AccGrad of the reconstruction).")] = "pixel",
     detection_weight: Annotated[float, typer.Option(help="With --reward detection: weight of the detection term.")] = 1.0,
     seed: Annotated[int, typer.Option(help="Random seed (training is deterministic for a seed).")] = 0,
+    sampler_positions: Annotated[bool, typer.Option("--sampler-positions/--no-sampler-positions",
+                                                    help="Whether the sampler sees the tubelets' position codes (AdaMAE's) or their content only.")] = True,
 ) -> None:
     """Train the MAE + sampler (best state on held-out frames)."""
     from edgeva.neuromesh import save_mae
+    from edgeva.neuromesh.model import MaeSpec
     from edgeva.neuromesh.train import NeuroMeshTrainConfig, train_mae
 
     names = split_list(videos)
     writable(out)
     cfg = NeuroMeshTrainConfig(videos=names, frames_per_video=frames_per_video, steps=steps, mask_ratio=mask_ratio, seed=seed,
-                               sampler_lr_scale=sampler_lr_scale, reward=reward, detection_weight=detection_weight, log=lambda m: console.print(m, markup=False))
+                               sampler_lr_scale=sampler_lr_scale, reward=reward, detection_weight=detection_weight,
+                               spec=MaeSpec(sampler_positions=sampler_positions), log=lambda m: console.print(m, markup=False))
     start = time.perf_counter()
     with progress() as bar:
         codec = train_mae(cfg, on_stage=stage_bars(bar))

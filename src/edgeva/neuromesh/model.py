@@ -58,6 +58,9 @@ class MaeSpec:
     decoder_depth: int = 2
     heads: int = 4
     sampler_heads: int = 4
+    # The sampler's tokens carry the position codes (AdaMAE's); False: content only, so it
+    # cannot learn where the training scenes' objects were (docs/neuromesh.md, "In the demo").
+    sampler_positions: bool = True
 
     @property
     def tubelet_dim(self) -> int:
@@ -171,11 +174,18 @@ class VideoMAE(nn.Module):
 
     def tokens(self, clip: torch.Tensor) -> torch.Tensor:
         """(B, N, width) embedded tubelets with position codes."""
-        return self.embed(to_tubelets(clip, self.spec)) + position_codes(self.grid(clip), self.spec.width)
+        return self._embedded(clip)[1]
+
+    def _embedded(self, clip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(what the sampler reads, the tokens): the embedded tubelets with position codes for
+        both, or without them for the sampler when ``spec.sampler_positions`` is False."""
+        embedded = self.embed(to_tubelets(clip, self.spec))
+        tokens = embedded + position_codes(self.grid(clip), self.spec.width)
+        return (tokens if self.spec.sampler_positions else embedded), tokens
 
     def keep_probabilities(self, clip: torch.Tensor) -> torch.Tensor:
         """(B, N) the sampler's probabilities (the camera's only network)."""
-        return self.sampler(self.tokens(clip))
+        return self.sampler(self._embedded(clip)[0])
 
     def choose(self, probs: torch.Tensor, keep: int, *, sample: bool) -> torch.Tensor:
         """(B, keep) visible indices: multinomial without replacement (training) or top-k, sorted."""
@@ -196,12 +206,12 @@ class VideoMAE(nn.Module):
         """Encode the visible tubelets (given, or chosen by the sampler: ``keep`` of them) and
         predict every tubelet. With ``visible`` given (the server) the sampler does not run: a
         third of the MAE's time on the server's clips."""
-        tokens = self.tokens(clip)
+        sampled, tokens = self._embedded(clip)
         probs = None
         if visible is None:
             if keep is None:
                 raise ValueError("forward needs keep or visible")
-            probs = self.sampler(tokens.detach())
+            probs = self.sampler(sampled.detach())
             visible = self.choose(probs.detach(), keep, sample=sample)
         b, n, _ = tokens.shape
         latent = self.to_decoder(self.encode(tokens, visible))
