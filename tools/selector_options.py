@@ -30,10 +30,10 @@ from edgeva.accmpeg.train import (
     selector_scores,
     train_selector,
 )
+from edgeva.cli.demo import EVAL_VIDEOS, TRAIN_VIDEOS
 from edgeva.video import read_frames
 
-TRAIN = ("car-detection", "one-by-one-person-detection")
-VIDEOS = ("bottle-detection", "store-aisle-detection", "people-detection", "fruit-and-vegetable-detection")
+TRAIN, VIDEOS = TRAIN_VIDEOS, EVAL_VIDEOS  # the demo's scenes: trained on, and unseen
 DEGRADED_SEED = 1000  # never a training seed
 
 
